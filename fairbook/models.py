@@ -57,6 +57,18 @@ class SmallCNN(nn.Module):
         return self.head(self.body(x))
 
 
+class Standardize(nn.Module):
+    """Per-channel ``(x - mean) / std`` as the first layer (HBR: dataset channel statistics)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def cifar_resnet18(num_classes: int = 10) -> nn.Module:
     """ResNet-18 for 32x32 images (HBR's "LowRes"): torchvision's BasicBlocks with a 3x3 stride-1
     stem and no max-pool."""

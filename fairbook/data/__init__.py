@@ -171,7 +171,7 @@ def fingerprint(name: str, root: str | os.PathLike | None = None) -> str:
 
 def fingerprints_for(chapter: str, values: dict[str, Any]) -> dict[str, str]:
     """Fingerprints of the datasets a chapter run reads: its ``datasets`` parameter (a list of
-    registry names) with ``data_root`` as the explicit root."""
-    wanted = values.get("datasets") or []
+    registry names) or ``dataset`` parameter (one name), with ``data_root`` as the explicit root."""
+    wanted = values.get("datasets") or ([values["dataset"]] if values.get("dataset") else [])
     root = values.get("data_root") or None
     return {name: fingerprint(name, root) for name in wanted}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -30,22 +31,40 @@ from ..train import resolve_device
 
 @dataclass(frozen=True)
 class DDPMConfig:
-    """UNet size and training schedule (the defaults train on Fashion-MNIST in minutes on a CPU)."""
+    """UNet size and training schedule (the defaults train on Fashion-MNIST in minutes on a CPU).
 
-    channels: tuple[int, ...] = (16, 32, 64)
+    ``patch`` > 1 folds each ``patch x patch`` block of pixels into channels before the UNet
+    (``pixel_unshuffle``; lossless): a 28x28 image becomes 4 x 14 x 14, four times fewer positions
+    per convolution, which is what makes minutes of CPU training enough. ``ema_decay`` > 0 samples
+    with an exponential moving average of the weights (diffusers' ``EMAModel`` with warm-up);
+    ``snr_gamma`` > 0 weights the loss by min-SNR-gamma (Hang et al. 2023); the learning rate warms
+    up linearly for ``warmup`` steps and then follows a cosine to zero (``lr_schedule="cosine"``).
+    """
+
+    channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = 1
+    patch: int = 2
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule: better than linear at 28x28
+    prediction_type: str = "v_prediction"
     steps: int = 1000
-    batch_size: int = 32
+    batch_size: int = 96
     lr: float = 2e-3
+    lr_schedule: str = "cosine"
+    warmup: int = 50
+    ema_decay: float = 0.999
+    snr_gamma: float = 5.0
     cond_dropout: float = 0.1
     seed: int = 0
 
     def __post_init__(self):
         checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
                   "cond_dropout": 0 <= self.cond_dropout < 1, "channels": len(self.channels) >= 1,
+                  "patch": self.patch >= 1, "warmup": self.warmup >= 0,
+                  "ema_decay": 0 <= self.ema_decay < 1, "snr_gamma": self.snr_gamma >= 0,
                   "num_train_timesteps": self.num_train_timesteps >= 2,
+                  "lr_schedule": self.lr_schedule in ("constant", "cosine"),
+                  "prediction_type": self.prediction_type in ("epsilon", "v_prediction"),
                   "beta_schedule": self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2")}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -67,6 +86,7 @@ class ConditionalDDPM:
     n_conditions: int
     image_shape: tuple[int, int, int]  # (C, H, W) of the data, before padding
     history: list[float] = field(default_factory=list)
+    cache_path: Path | None = None  # where :func:`cached_generator` keeps it (pools are cached there)
 
     @property
     def null_condition(self) -> int:
@@ -103,8 +123,8 @@ def _pad(size: int, multiple: int) -> int:
 
 
 def _multiple(config: DDPMConfig) -> int:
-    """The UNet halves the image once per level after the first: sizes must divide by this."""
-    return 2 ** (len(config.channels) - 1)
+    """Image sizes must divide by this: the patch, then one halving per UNet level after the first."""
+    return config.patch * 2 ** (len(config.channels) - 1)
 
 
 def _to_model_space(X: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -123,7 +143,8 @@ def build_unet(config: DDPMConfig, image_shape, n_conditions: int):
     if size[0] != size[1]:
         raise ValueError(f"square images are needed, got {h}x{w}")
     n = len(config.channels)
-    return UNet2DModel(sample_size=size[0], in_channels=c, out_channels=c,
+    c = c * config.patch ** 2
+    return UNet2DModel(sample_size=size[0] // config.patch, in_channels=c, out_channels=c,
                        layers_per_block=config.layers_per_block, block_out_channels=config.channels,
                        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
                        norm_num_groups=min(8, config.channels[0]), num_class_embeds=n_conditions + 1)
@@ -142,13 +163,18 @@ def train_ddpm(X, cond, n_conditions: int, config: DDPMConfig = DDPMConfig(), de
     if cond.min() < 0 or cond.max() >= n_conditions:
         raise ValueError(f"conditions must lie in [0, {n_conditions - 1}], got [{int(cond.min())}, "
                          f"{int(cond.max())}]")
+    from diffusers.training_utils import EMAModel, compute_snr
+
     device = resolve_device(device)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     unet = build_unet(config, tuple(X.shape[1:]), n_conditions).to(device)
     sched = DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
-                          beta_schedule=config.beta_schedule)
+                          beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.lr)
+    lr_at = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(config, s))
+    ema = (EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=2 / 3)
+           if config.ema_decay > 0 else None)
     data = _to_model_space(X, _multiple(config))
     history = []
     unet.train()
@@ -159,14 +185,46 @@ def train_ddpm(X, cond, n_conditions: int, config: DDPMConfig = DDPMConfig(), de
         c[torch.rand(len(c), generator=gen) < config.cond_dropout] = n_conditions  # null condition
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, config.num_train_timesteps, (len(x0),), generator=gen).to(device)
-        pred = unet(sched.add_noise(x0, noise, t), t, class_labels=c.to(device)).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        noisy = _fold(sched.add_noise(x0, noise, t), config.patch)
+        pred = unet(noisy, t, class_labels=c.to(device)).sample
+        target = noise if config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        err = (_unfold(pred, config.patch) - target).pow(2).mean(dim=(1, 2, 3))
+        if config.snr_gamma > 0:  # min-SNR-gamma weights (Hang et al. 2023, their eq. for eps / v)
+            snr = compute_snr(sched, t)
+            w = snr.clamp(max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
+            err = err * w
+        loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        lr_at.step()
+        if ema is not None:
+            ema.step(unet.parameters())
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}")
+    if ema is not None:
+        ema.copy_to(unet.parameters())
     return ConditionalDDPM(unet.eval(), sched, config, n_conditions, tuple(X.shape[1:]), history)
+
+
+def _lr_factor(config: DDPMConfig, step: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or a cosine down to zero."""
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    if config.lr_schedule == "constant":
+        return 1.0
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _fold(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C p^2, H/p, W/p): each p x p block of pixels becomes channels."""
+    return x if patch == 1 else torch.nn.functional.pixel_unshuffle(x, patch)
+
+
+def _unfold(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Inverse of :func:`_fold`."""
+    return x if patch == 1 else torch.nn.functional.pixel_shuffle(x, patch)
 
 
 @torch.no_grad()
@@ -188,7 +246,8 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
     ddim = DDIMScheduler.from_config(model.scheduler.config)
     ddim.set_timesteps(steps)
     c, h, w = model.image_shape
-    size = unet.config.sample_size
+    patch = model.config.patch
+    size = unet.config.sample_size * patch
     out = []
     for lo in range(0, len(cond), batch_size):
         cb = cond[lo:lo + batch_size].to(device)
@@ -198,14 +257,15 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
         x = noise
         for t in ddim.timesteps:
             tt = torch.full((len(cb),), int(t), device=device, dtype=torch.long)
+            xf = _fold(x, patch)
             if guidance == 1.0:
-                eps = unet(x, tt, class_labels=cb).sample
+                out_t = unet(xf, tt, class_labels=cb).sample
             else:
-                both = unet(torch.cat([x, x]), torch.cat([tt, tt]),
+                both = unet(torch.cat([xf, xf]), torch.cat([tt, tt]),
                             class_labels=torch.cat([cb, torch.full_like(cb, model.null_condition)])).sample
-                eps_c, eps_u = both.chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-            x = ddim.step(eps, t, x).prev_sample
+                out_c, out_u = both.chunk(2)
+                out_t = out_u + guidance * (out_c - out_u)
+            x = ddim.step(_unfold(out_t, patch), t, x).prev_sample
         ph, pw = size - h, size - w
         x = x[:, :, ph // 2: ph // 2 + h, pw // 2: pw // 2 + w]
         out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
@@ -240,7 +300,9 @@ def cached_generator(dataset: str, subset: str, X, cond, n_conditions: int,
     if (path / "fairbook.json").is_file():
         if log:
             log(f"generator cache hit: {path}")
-        return ConditionalDDPM.load(path, device)
+        model = ConditionalDDPM.load(path, device)
+        model.cache_path = path
+        return model
     model = train_ddpm(X, cond, n_conditions, config, device, desc=f"ddpm {dataset}")
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -251,6 +313,7 @@ def cached_generator(dataset: str, subset: str, X, cond, n_conditions: int,
         shutil.rmtree(tmp, ignore_errors=True)
     if log:
         log(f"generator trained and cached: {path}")
+    model.cache_path = path
     return model
 
 
@@ -283,6 +346,27 @@ def make_pool(model: ConditionalDDPM, n_per_condition: int, path: str | os.PathL
     images = sample(model, labels, steps=steps, guidance=guidance, seed=seed)
     return write_pool(path, images, labels, seeds=np.full(len(labels), seed), index=np.arange(len(labels)),
                       steps=steps, guidance=guidance)
+
+
+def cached_pool(model: ConditionalDDPM, n_per_condition: int, steps: int = 50, guidance: float = 1.0,
+                seed: int = 0, conditions=None, log=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`make_pool` kept next to a cached generator (``<generator>/pools/<key>.npz``) and
+    reused when the same pool is asked for again; without a cache path the pool is only sampled."""
+    conds = np.arange(model.n_conditions) if conditions is None else np.asarray(conditions)
+    if model.cache_path is None:
+        labels = np.repeat(conds, n_per_condition)
+        return sample(model, labels, steps=steps, guidance=guidance, seed=seed), labels
+    key = hashlib.sha256(json.dumps([int(n_per_condition), int(steps), float(guidance), int(seed),
+                                     conds.tolist()]).encode()).hexdigest()[:16]
+    path = model.cache_path / "pools" / f"{key}.npz"
+    if path.is_file():
+        if log:
+            log(f"sample pool cache hit: {path}")
+    else:
+        make_pool(model, n_per_condition, path, steps=steps, guidance=guidance, seed=seed, conditions=conds)
+        if log:
+            log(f"sample pool written: {path}")
+    return read_pool(path)
 
 
 def read_pool(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

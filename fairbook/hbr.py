@@ -1,0 +1,509 @@
+"""Hardness-Based Resampling (Pukowski & Osmani, "Reducing class bias in data-balanced datasets
+through hardness-based resampling"): hardness estimates, the resampling allocation, under- and
+oversampling, and the paired experiment design of the paper's appendices B-C.
+
+* hardness: :func:`margins` (eq. 2), :class:`AUMTracker` (AUM, eq. 3, from the engine's logits hook),
+  :func:`ensemble_confidence` (eq. 1), :func:`class_hardness` (eq. 4);
+* allocation: :func:`resampling_counts` (eqs. 5-6 with the offset and inversion of appendix A);
+* resampling: :func:`resample` — remove the easiest samples of shrinking classes, then add samples to
+  growing classes by ``random`` duplication, ``smote`` (imbalanced-learn), ``holdout`` (case study 1)
+  or a generated pool: ``rEDM``, ``aEDM``, ``hEDM`` (appendix A);
+* experiments: :class:`Recipe`, :func:`train_ensemble`, :func:`evaluate_pairs`, :func:`ttest_table`.
+
+The class-bias metrics themselves (eqs. 7-11) live in :mod:`fairbook.metrics`, the t-test and seed
+scheme in :mod:`fairbook.stats`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics, models, stats, train
+from .generative.quality import confidence
+
+STRATEGIES = ("random", "smote", "holdout", "rEDM", "aEDM", "hEDM")
+POOL_STRATEGIES = ("rEDM", "aEDM", "hEDM")
+BIAS_METRICS = ("delta_m", "delta_q", "delta_he", "delta_sigma", "delta_mad")
+
+
+# --- hardness ------------------------------------------------------------------------------------------
+def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Margin M(x, ŷ) = z_ŷ(x) − max_{i≠ŷ} z_i(x) on the logits (HBR eq. 2)."""
+    logits = logits.float()
+    y = y.long().view(-1, 1)
+    true = logits.gather(1, y).squeeze(1)
+    other = logits.scatter(1, y, float("-inf")).max(1).values
+    return true - other
+
+
+class AUMTracker:
+    """Area under the margin (HBR eq. 3): the mean over epochs of each sample's margin.
+
+    Pass it as ``on_logits`` to :func:`fairbook.train.fit`: it receives the training-mode logits of
+    every batch with the samples' ids, as in the authors' code (logits of the augmented batch).
+    """
+
+    def __init__(self, n_samples: int):
+        self.sums = torch.zeros(n_samples, dtype=torch.float64)
+        self.counts = torch.zeros(n_samples, dtype=torch.float64)
+
+    def __call__(self, logits, y, ids, epoch) -> None:
+        ids = torch.as_tensor(ids).long().cpu()
+        self.sums.index_add_(0, ids, margins(logits, y).double().cpu())
+        self.counts.index_add_(0, ids, torch.ones(len(ids), dtype=torch.float64))
+
+    @property
+    def values(self) -> np.ndarray:
+        if (self.counts == 0).any():
+            raise ValueError(f"{int((self.counts == 0).sum())} samples were never seen in training")
+        return (self.sums / self.counts).numpy()
+
+
+def ensemble_confidence(ensemble: Sequence[torch.nn.Module], X, labels) -> np.ndarray:
+    """Confidence C = p_ŷ (HBR eq. 1), averaged over an ensemble (appendix A: the baseline models)."""
+    return np.mean([confidence(m, X, labels) for m in ensemble], axis=0)
+
+
+def class_hardness(h, y, n_classes: int | None = None) -> np.ndarray:
+    """Class-level hardness H_c = mean of h_i over the samples of class c (HBR eq. 4)."""
+    h, y = np.asarray(h, dtype=float), np.asarray(y)
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    counts = np.bincount(y, minlength=n_classes)
+    if (counts == 0).any():
+        raise ValueError(f"classes without samples: {np.flatnonzero(counts == 0).tolist()}")
+    return np.bincount(y, weights=h, minlength=n_classes) / counts
+
+
+# --- allocation ----------------------------------------------------------------------------------------
+def resampling_counts(class_aum, a, alpha: float = 1.0, f: str = "identity") -> np.ndarray:
+    """Samples per class after HBR, b'_c (HBR eqs. 5-6, appendix A).
+
+    ``class_aum`` is the class-level AUM (eq. 4; high = easy). As the authors do, every value is
+    offset by ``-min + 1e-4`` when the minimum is negative, then inverted (hardness = 1 / AUM), so that
+    harder classes receive more samples. Eq. 5: ``b_c = ceil(f(H_c / Σ H · Σ a))``. For the identity
+    ``f`` (the paper's choice) this keeps the total; for ``f = "log"`` the literal eq. 5 would shrink
+    the dataset to a few samples per class, so the log-counts are rescaled to the same total — our
+    reading of "a logarithmic f puts more emphasis on easy classes". Eq. 6:
+    ``b'_c = a_c + floor(α (b_c − a_c))``.
+    """
+    h = np.asarray(class_aum, dtype=float)
+    a = np.broadcast_to(np.asarray(a, dtype=np.int64), h.shape)
+    if h.ndim != 1 or h.size < 2 or not np.isfinite(h).all():
+        raise ValueError(f"class_aum must be a finite vector of >= 2 classes, got {h}")
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if f not in ("identity", "log"):
+        raise ValueError(f"f must be 'identity' or 'log', got {f!r}")
+    if h.min() <= 0:
+        h = h - h.min() + 1e-4
+    hardness = 1.0 / h
+    n = hardness / hardness.sum() * a.sum()
+    if f == "log":
+        n = np.log1p(n)
+        n = n / n.sum() * a.sum()
+    b = np.ceil(n - 1e-9).astype(np.int64)  # 1e-9: 1000.0000000001 from float noise is 1000
+    out = a + np.floor(alpha * (b - a) + 1e-9).astype(np.int64)
+    if (out < 1).any():
+        raise ValueError(f"alpha={alpha} leaves classes {np.flatnonzero(out < 1).tolist()} without "
+                         f"samples (b' = {out.tolist()}); use a smaller alpha")
+    return out
+
+
+# --- resampling ----------------------------------------------------------------------------------------
+def easiest_kept(aum, keep: int) -> np.ndarray:
+    """Positions of the ``keep`` hardest samples (lowest AUM): undersampling drops the easiest."""
+    order = np.argsort(-np.asarray(aum), kind="stable")  # easiest first
+    return np.sort(order[len(order) - keep:])
+
+
+def pool_candidates(strategy: str, pool_confidence, n: int, target: float | None = None) -> np.ndarray:
+    """Candidate pool positions for ``n`` extra samples of one class (HBR appendix A).
+
+    ``rEDM``: the whole pool; ``aEDM``: the 2n samples whose confidence is closest to ``target`` (the
+    class's mean confidence on real training data); ``hEDM``: the 2n least confident (hardest).
+    """
+    conf = np.asarray(pool_confidence, dtype=float)
+    if strategy == "rEDM":
+        return np.arange(len(conf))
+    k = min(2 * n, len(conf))
+    if strategy == "aEDM":
+        if target is None:
+            raise ValueError("aEDM needs the class's mean real confidence (target)")
+        return np.argsort(np.abs(conf - target), kind="stable")[:k]
+    if strategy == "hEDM":
+        return np.argsort(conf, kind="stable")[:k]
+    raise ValueError(f"pool strategy must be one of {', '.join(POOL_STRATEGIES)}, got {strategy!r}")
+
+
+@dataclass
+class Pool:
+    """Extra samples for oversampling: a holdout set or a generated pool with its confidences."""
+
+    X: np.ndarray
+    y: np.ndarray
+    confidence: np.ndarray | None = None
+    real_confidence: np.ndarray | None = None  # per class: mean confidence of real training data
+
+
+def resample(X, y, aum, counts, strategy: str, seed: int, pool: Pool | None = None,
+             n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """HBR resampling of ``(X, y)`` to ``counts[c]`` samples per class (HBR §3.1, appendix A).
+
+    Classes that shrink lose their easiest samples (highest ``aum``); classes that grow get
+    ``counts[c] - a_c`` extra samples from ``strategy``: ``random`` duplication, ``smote``
+    (imbalanced-learn, k = 5, pixel space), ``holdout`` (random draws without replacement from
+    ``pool``), or a generated ``pool`` with ``rEDM`` / ``aEDM`` / ``hEDM`` selection. Returns the new
+    arrays and a per-class table of what was done. Deterministic for ``seed``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    X, y, aum = np.asarray(X), np.asarray(y), np.asarray(aum, dtype=float)
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (n_classes,) or len(aum) != len(y):
+        raise ValueError(f"counts must have one entry per class ({n_classes}) and aum one per sample")
+    if strategy in ("holdout",) + POOL_STRATEGIES and pool is None:
+        raise ValueError(f"strategy {strategy!r} needs a pool of extra samples")
+    rng = np.random.default_rng(seed)
+    keep, extra_X, extra_y, rows = [], [], [], []
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        a_c, b_c = len(idx), int(counts[c])
+        need = max(0, b_c - a_c)
+        kept = idx[easiest_kept(aum[idx], min(a_c, b_c))]
+        keep.append(kept)
+        if need and strategy == "random":
+            extra_X.append(X[rng.choice(idx, need, replace=True)])
+        elif need and strategy in ("holdout",) + POOL_STRATEGIES:
+            where = np.flatnonzero(pool.y == c)
+            if strategy == "holdout":
+                cand = np.arange(len(where))
+            else:
+                if pool.confidence is None:
+                    raise ValueError(f"{strategy} needs the pool's confidences")
+                target = None if pool.real_confidence is None else pool.real_confidence[c]
+                cand = pool_candidates(strategy, pool.confidence[where], need, target)
+            if len(cand) < need:
+                raise ValueError(f"class {c} needs {need} extra samples but the {strategy} pool has "
+                                 f"{len(cand)}")
+            extra_X.append(pool.X[where[rng.choice(cand, need, replace=False)]])
+        if need and strategy != "smote":
+            extra_y.append(np.full(need, c, dtype=y.dtype))
+        rows.append({"class": c, "a": a_c, "b": b_c, "removed": max(0, a_c - b_c), "added": need})
+    kept = np.concatenate(keep)
+    Xk, yk = X[kept], y[kept]
+    if strategy == "smote":
+        Xk, yk = smote(Xk, yk, counts, seed)
+    elif extra_X:
+        Xk = np.concatenate([Xk] + extra_X)
+        yk = np.concatenate([yk] + extra_y)
+    table = pd.DataFrame(rows)
+    table["source"] = strategy
+    return Xk, yk, table
+
+
+def smote(X, y, counts, seed: int, k_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """imbalanced-learn's SMOTE in pixel space up to ``counts[c]`` samples for the growing classes."""
+    from imblearn.over_sampling import SMOTE
+
+    have = np.bincount(y, minlength=len(counts))
+    target = {int(c): int(counts[c]) for c in range(len(counts)) if counts[c] > have[c]}
+    if not target:
+        return X, y
+    flat = X.reshape(len(X), -1)
+    Xs, ys = SMOTE(sampling_strategy=target, k_neighbors=k_neighbors, random_state=seed).fit_resample(flat, y)
+    return Xs.reshape((-1,) + X.shape[1:]).astype(X.dtype, copy=False), ys
+
+
+# --- experiments ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """Model and training schedule of every model in the chapter (one engine: :func:`train.fit`).
+
+    ``model``: ``mlp`` (hidden ``widths``), ``cnn`` (:class:`models.SmallCNN`) or ``resnet18`` (the
+    CIFAR ResNet-18 of the paper). ``milestones`` with ``gamma`` give the multistep schedule (the
+    paper: ×0.2 at epochs 60/120/160 of 200); ``augment`` adds random crop + flip; ``channel_stats``
+    standardises the inputs with the dataset's channel means and standard deviations (the paper).
+    """
+
+    model: str = "mlp"
+    widths: tuple[int, ...] = (256,)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.2
+    augment: bool = False
+    channel_stats: tuple | None = None  # (mean, std) per channel: standardise inputs first
+    device: str = "auto"
+
+    def build(self, in_shape, n_classes: int) -> torch.nn.Module:
+        if self.model == "mlp":
+            net = models.MLP(int(np.prod(in_shape)), self.widths, n_classes)
+        elif self.model == "cnn":
+            net = models.SmallCNN(in_shape[0], n_classes)
+        elif self.model == "resnet18":
+            net = models.cifar_resnet18(n_classes)
+        else:
+            raise ValueError(f"model must be one of mlp, cnn, resnet18, got {self.model!r}")
+        if self.channel_stats is None:
+            return net
+        return torch.nn.Sequential(models.Standardize(*self.channel_stats), net)
+
+    def fit(self, X, y, seed: int, n_classes: int, on_logits: Callable | None = None) -> torch.nn.Module:
+        model = train.seeded(lambda: self.build(X.shape[1:], n_classes), seed)
+        sched = (train.Schedule("multistep", self.milestones, self.gamma) if self.milestones
+                 else train.Schedule())
+        return train.fit(model, X, y, epochs=self.epochs, batch_size=self.batch_size,
+                         optim=train.Optim(self.optimizer, self.lr, self.momentum, self.nesterov,
+                                           self.weight_decay),
+                         schedule=sched, select=None, seed=seed, on_logits=on_logits,
+                         augment=train.random_crop_flip if self.augment else None,
+                         device=self.device, desc="hbr").model
+
+
+@dataclass
+class Ensemble:
+    """Baseline models trained on the balanced data, with the AUM of every training sample."""
+
+    models: list[torch.nn.Module]
+    aum: np.ndarray  # mean over models of each sample's AUM
+    aum_per_model: np.ndarray = field(repr=False)
+
+
+def train_ensemble(recipe: Recipe, X, y, seeds: Sequence[int], n_classes: int) -> Ensemble:
+    """Train one model per seed on ``(X, y)`` and average their AUMs (appendix A: ten models)."""
+    nets, aums = [], []
+    for s in seeds:
+        tracker = AUMTracker(len(y))
+        nets.append(recipe.fit(X, y, s, n_classes, on_logits=tracker))
+        aums.append(tracker.values)
+    aums = np.array(aums)
+    return Ensemble(nets, aums.mean(0), aums)
+
+
+def class_scores(model: torch.nn.Module, X, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class recall and precision of ``model`` on ``(X, y)`` (NaN precision if never predicted)."""
+    pred = train.predict(train.logits_of(model, X)).numpy()
+    return (metrics.per_class_recall(y, pred, n_classes),
+            metrics.per_class_precision(y, pred, n_classes))
+
+
+def bias_metrics(r, easy, hard, k: int) -> dict[str, float]:
+    """Δm, Δq, Δhe, Δσ, ΔMAD and the class average of one per-class score vector (eqs. 7-11)."""
+    return metrics.class_bias_report(r, k=k, easy=easy, hard=hard, nan_ok=True)
+
+
+def evaluate_pairs(recipe: Recipe, datasets: Sequence[tuple[np.ndarray, np.ndarray]], test, n_models: int,
+                   n_classes: int, easy, hard, k: int, label: str, progress=None) -> pd.DataFrame:
+    """Train ``n_models`` models on each dataset i with the seeds of appendix B and score them.
+
+    Returns one row per (i, j, score) with score ``recall`` or ``precision`` and the bias metrics; the
+    rows of two calls with the same (i, j) are the pairs of :func:`ttest_table`.
+    """
+    rows = []
+    for i, (X, y) in enumerate(datasets):
+        for j in range(n_models):
+            seed = stats.hbr_model_seed(i, j)
+            model = recipe.fit(X, y, seed, n_classes)
+            rec, prec = class_scores(model, test[0], test[1], n_classes)
+            for score, r in (("recall", rec), ("precision", prec)):
+                rows.append({"setting": label, "i": i, "j": j, "model_seed": seed, "score": score,
+                             **bias_metrics(r, easy, hard, k),
+                             **{f"c{c}": v for c, v in enumerate(r)}})
+            if progress is not None:
+                progress()
+    return pd.DataFrame(rows)
+
+
+def ttest_table(base: pd.DataFrame, resampled: pd.DataFrame, alternative: str = "greater") -> pd.DataFrame:
+    """Paired one-sided t-tests (HBR appendix C) of every bias metric and the class average.
+
+    ``t > 0`` means resampling reduced the gap (Δ metrics) or raised the average; pairs are matched
+    on (i, j, score). Returns rows (score, metric, t, p, base mean, resampled mean, significant).
+    """
+    key = ["i", "j", "score"]
+    merged = base.merge(resampled, on=key, suffixes=("_base", "_res"))
+    if len(merged) != len(base) or len(merged) != len(resampled):
+        raise ValueError("base and resampled rows must pair one to one on (i, j, score)")
+    rows = []
+    for score, grp in merged.groupby("score", sort=False):
+        for m in BIAS_METRICS + ("avg",):
+            b, r = grp[f"{m}_base"].to_numpy(), grp[f"{m}_res"].to_numpy()
+            ok = ~(np.isnan(b) | np.isnan(r))
+            if ok.sum() < 2:
+                t = p = float("nan")
+            else:
+                res = stats.hbr_ttest(b[ok], r[ok], lower_is_better=(m != "avg"), alternative=alternative)
+                t, p = res.statistic, res.pvalue
+            rows.append({"score": score, "metric": m, "t": t, "p": p, "base": float(np.nanmean(b)),
+                         "resampled": float(np.nanmean(r)), "n": int(ok.sum()),
+                         "significant": bool(p < 0.05) if not math.isnan(p) else False})
+    return pd.DataFrame(rows)
+
+
+def prune_per_class(y, rate: float, seed: int, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class-level pruning (case study 1): keep ``round((1 - rate) a_c)`` random samples per class.
+
+    Returns (kept positions, holdout positions); the holdout is the rest of each class.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"pruning rate must lie in [0, 1), got {rate}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for c in range(int(y.max()) + 1 if n_classes is None else n_classes):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round((1 - rate) * len(idx)))
+        kept.append(idx[:k])
+        held.append(idx[k:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def per_class_subset(y, n_per_class: int, seed: int) -> np.ndarray:
+    """Positions of ``n_per_class`` random samples of every class (all of them for 0): a balanced D."""
+    y = np.asarray(y)
+    if n_per_class == 0:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < n_per_class:
+            raise ValueError(f"class {c} has {len(idx)} samples, fewer than n_per_class={n_per_class}")
+        out.append(rng.choice(idx, n_per_class, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def plan_table(a, counts) -> pd.DataFrame:
+    """Per class: a_c, b'_c, how many samples undersampling removes and oversampling adds."""
+    a, b = np.asarray(a), np.asarray(counts)
+    return pd.DataFrame({"class": np.arange(len(b)), "a": a, "b": b, "removed": np.maximum(a - b, 0),
+                         "added": np.maximum(b - a, 0)})
+
+
+@dataclass
+class Study:
+    """What a case study produced: per-model scores, t-tests and the resampling plan per setting."""
+
+    scores: pd.DataFrame
+    tests: pd.DataFrame
+    plan: pd.DataFrame
+
+
+def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) -> Study:
+    """Train and score the base models of each level once, and every variant's models with the same
+    (i, j) seeds. ``base_sets(level)`` and each variant's ``sets()`` yield datasets lazily, so that
+    only one dataset is in memory at a time (CIFAR copies are large)."""
+    scores, tests, plans = [], [], []
+    base_cache: dict = {}
+    for level, parameter, strategy, a, counts, sets in variants:
+        easy, hard = metrics.easy_hard_classes(counts)
+        key = (level, tuple(easy), tuple(hard))
+        if key not in base_cache:
+            base_cache[key] = evaluate_pairs(recipe, base_sets(level), test, n_models, n_classes, easy,
+                                             hard, k, "base", progress)
+            scores.append(base_cache[key].assign(level=level, strategy="none", parameter=parameter))
+        res = evaluate_pairs(recipe, sets(), test, n_models, n_classes, easy, hard, k, strategy, progress)
+        tag = dict(level=level, strategy=strategy, parameter=parameter)
+        scores.append(res.assign(**tag))
+        tests.append(ttest_table(base_cache[key], res).assign(**tag))
+        plans.append(plan_table(a, counts).assign(**tag))
+    return Study(pd.concat(scores, ignore_index=True), pd.concat(tests, ignore_index=True),
+                 pd.concat(plans, ignore_index=True))
+
+
+def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[float],
+                 strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
+                 f: str = "identity", progress=None) -> Study:
+    """Case study 1 (HBR §3.1.1, appendices A-B): class-level pruning at each rate with the pruning
+    seed 42·i, then HBR with α = 1 on D^CLP, oversampling with ``strategies`` (``holdout`` draws from
+    the pruned-away samples). AUM is the full-data estimate throughout, as the paper does.
+    """
+    def parts(rate):
+        return [prune_per_class(y, rate, stats.hbr_prune_seed(i), n_classes) for i in range(n_datasets)]
+
+    def base_sets(rate):
+        return ((X[kept], y[kept]) for kept, _ in parts(rate))
+
+    def variants():
+        for rate in rates:
+            a = np.bincount(y[parts(rate)[0][0]], minlength=n_classes)
+            counts = resampling_counts(class_aum, a, 1.0, f)
+            for strategy in strategies:
+                def sets(rate=rate, strategy=strategy, counts=counts):
+                    for i, (kept, held) in enumerate(parts(rate)):
+                        pool = Pool(X[held], y[held]) if strategy == "holdout" else None
+                        yield resample(X[kept], y[kept], aum[kept], counts, strategy,
+                                       stats.hbr_resample_seed(i), pool, n_classes)[:2]
+                yield rate, rate, strategy, a, counts, sets
+
+    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
+
+
+def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[float],
+                 strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
+                 pool: Pool | None = None, f: str = "identity", progress=None) -> Study:
+    """Case study 2 (HBR §3.1.1): HBR on the whole balanced D for each α, no holdout; the i-th
+    resampled dataset uses resampling seed 42·i; base models are trained on D with seeds (i, j)."""
+    a = np.bincount(y, minlength=n_classes)
+
+    def base_sets(level):
+        return ((X, y) for _ in range(n_datasets))
+
+    def variants():
+        for alpha in alphas:
+            counts = resampling_counts(class_aum, a, alpha, f)
+            for strategy in strategies:
+                def sets(strategy=strategy, counts=counts):
+                    for i in range(n_datasets):
+                        yield resample(X, y, aum, counts, strategy, stats.hbr_resample_seed(i), pool,
+                                       n_classes)[:2]
+                yield "D", alpha, strategy, a, counts, sets
+
+    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
+
+
+def holdout_shortfall(class_aum, n_per_class: int, rate: float, f: str = "identity") -> int:
+    """How many more samples the hardest class needs than the holdout holds at pruning ``rate``
+    (> 0: case study 1 is impossible at that rate; the paper omits rates below 33% for this reason)."""
+    kept = int(round((1 - rate) * n_per_class))
+    counts = resampling_counts(class_aum, np.full(len(class_aum), kept), 1.0, f)
+    return int((counts - kept).max() - (n_per_class - kept))
+
+
+def check_parameters(values: dict) -> None:
+    """Conditions between the chapter's parameters, checked before any kernel starts."""
+    from .params import ParameterError
+
+    def bad(name, msg):
+        raise ParameterError(f"parameter '{name}' of chapter 'hbr': {msg}; got {values[name]!r}")
+
+    if values["model"] == "resnet18" and values["dataset"] not in ("cifar10", "cifar100"):
+        bad("model", "resnet18 is the CIFAR ResNet-18 (3x32x32 inputs): use it with cifar10 or cifar100")
+    if any(m > values["epochs"] for m in values["milestones"]):
+        bad("milestones", f"learning-rate milestones must lie within the {values['epochs']} epochs")
+    for name in ("cs1_strategies", "cs2_strategies"):
+        if len(set(values[name])) != len(values[name]):
+            bad(name, "strategies must not repeat")
+    if "holdout" in values["cs2_strategies"]:
+        bad("cs2_strategies", "case study 2 has no holdout set (holdout belongs to cs1_strategies)")
+    if any(s in POOL_STRATEGIES for s in values["cs1_strategies"]):
+        bad("cs1_strategies", "generated pools belong to case study 2 (the paper: retraining a generator "
+                              "per pruned dataset is out of scope)")
+    pool = values["pool"]
+    if pool != "ddpm" and any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+        from pathlib import Path
+
+        if not Path(pool).expanduser().is_file():
+            bad("pool", "must be 'ddpm' (generate with fairbook.generative) or the path of an existing "
+                        "EDM-style .npz (keys image, label)")
