@@ -24,7 +24,7 @@ def main():
     ap.add_argument("--steps", type=int, default=ddpm.DDPMConfig().steps)
     ap.add_argument("--per-class", type=int, default=50)
     ap.add_argument("--ddim-steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=2.0)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     args = ap.parse_args()
     os.environ["FAIRBOOK_CACHE"] = tempfile.mkdtemp()
     os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
@@ -37,24 +37,26 @@ def main():
     ddpm.cached_generator("fashion-mnist", "train", trn.X, trn.y, 10, cfg)
     hit_s = time.perf_counter() - t
     labels = np.repeat(np.arange(10), args.per_class)
-    t = time.perf_counter()
-    imgs = ddpm.sample(gen, labels, steps=args.ddim_steps, guidance=args.guidance, seed=0)
-    sample_s = time.perf_counter() - t
-    clf = train.fit(models.MLP(784, (256, 256), 10), trn.X, trn.y, epochs=3, batch_size=256,
-                    optim=train.Optim("adam", lr=1e-3), select=None).model
-    real_acc = train.evaluate(clf, tst.X, tst.y)["acc"]
-    rep = quality.classifier_report(clf, ddpm.pool_to_tensor(imgs), labels, trn.classes)
-    spec = quality.hardness_spectrum(clf, tst.X[:1000], tst.y[:1000], ddpm.pool_to_tensor(imgs), labels)
-    print(json.dumps({
-        "ddpm_steps": args.steps, "train_s": train_s, "cache_hit_s": hit_s,
-        "samples": len(labels), "ddim_steps": args.ddim_steps, "guidance": args.guidance,
-        "samples_per_s": len(labels) / sample_s, "classifier_real_test_acc": real_acc,
-        "classifier_acc_on_samples": float(rep.iloc[-1].accuracy),
-        "per_class_acc": dict(zip(rep.condition[:-1], rep.accuracy[:-1].round(3))),
-        "median_confidence_real": float(spec[spec.source == "real"].confidence.median()),
-        "median_confidence_generated": float(spec[spec.source == "generated"].confidence.median()),
-        "final_train_loss": float(np.mean(gen.history[-50:])),
-    }, indent=1))
+    clfs = {"mlp": models.MLP(784, (256, 256), 10), "cnn": models.SmallCNN(1, 10)}
+    for clf in clfs.values():
+        train.fit(clf, trn.X, trn.y, epochs=3, batch_size=256, optim=train.Optim("adam", lr=1e-3), select=None)
+    out = {"ddpm_steps": args.steps, "train_s": train_s, "cache_hit_s": hit_s, "samples": len(labels),
+           "ddim_steps": args.ddim_steps, "final_train_loss": float(np.mean(gen.history[-50:])),
+           "classifier_real_test_acc": {k: train.evaluate(c, tst.X, tst.y)["acc"] for k, c in clfs.items()}}
+    for g in args.guidance:
+        t = time.perf_counter()
+        imgs = ddpm.sample(gen, labels, steps=args.ddim_steps, guidance=g, seed=0)
+        sample_s = time.perf_counter() - t
+        res = {"samples_per_s": len(labels) / sample_s}
+        for k, clf in clfs.items():
+            rep = quality.classifier_report(clf, ddpm.pool_to_tensor(imgs), labels, trn.classes)
+            spec = quality.hardness_spectrum(clf, tst.X[:1000], tst.y[:1000], ddpm.pool_to_tensor(imgs), labels)
+            res[k] = {"acc_on_samples": float(rep.iloc[-1].accuracy),
+                      "per_class_acc": dict(zip(rep.condition[:-1], rep.accuracy[:-1].round(3))),
+                      "median_confidence_real": float(spec[spec.source == "real"].confidence.median()),
+                      "median_confidence_generated": float(spec[spec.source == "generated"].confidence.median())}
+        out[f"guidance {g:g}"] = res
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

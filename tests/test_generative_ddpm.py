@@ -23,8 +23,9 @@ def data(n=24, c=1, size=8, seed=0):
 
 def test_padding_to_a_multiple_of_four_and_back():
     X = torch.rand(2, 1, 28, 28)
-    four_levels = ddpm.DDPMConfig(channels=(8, 8, 16, 16))
+    four_levels = ddpm.DDPMConfig(channels=(8, 8, 16, 16), patch=1)
     assert ddpm._multiple(four_levels) == 8 and ddpm._multiple(ddpm.DDPMConfig()) == 4
+    assert ddpm._multiple(ddpm.DDPMConfig(channels=(8, 8, 16), patch=2)) == 8
     x = ddpm._to_model_space(X, 8)
     assert x.shape == (2, 1, 32, 32) and x[..., :2, :].eq(-1).all() and x[..., :, -2:].eq(-1).all()
     assert torch.allclose(x[..., 2:30, 2:30], X * 2 - 1)
@@ -32,6 +33,50 @@ def test_padding_to_a_multiple_of_four_and_back():
     unet = ddpm.build_unet(four_levels, (3, 28, 28), 4)
     assert unet.config.sample_size == 32 and unet.config.in_channels == 3
     assert unet.config.num_class_embeds == 5  # 4 conditions + the null condition of CFG
+    # patch 2: a 3 x 28 x 28 image enters the UNet as 12 x 14 x 14
+    folded = ddpm.build_unet(ddpm.DDPMConfig(channels=(8, 16), patch=2), (3, 28, 28), 4)
+    assert folded.config.sample_size == 14 and folded.config.in_channels == 12
+    assert folded.config.out_channels == 12
+
+
+def test_fold_is_lossless_and_groups_pixel_blocks():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    f = ddpm._fold(x, 2)
+    assert f.shape == (2, 12, 2, 2)
+    # channel 0 of the folded image holds the top-left pixel of every 2x2 block of channel 0
+    assert torch.equal(f[:, 0], x[:, 0, ::2, ::2]) and torch.equal(f[:, 3], x[:, 0, 1::2, 1::2])
+    assert torch.equal(ddpm._unfold(f, 2), x) and ddpm._fold(x, 1) is x
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = ddpm.DDPMConfig(steps=110, warmup=10, lr_schedule="cosine")
+    assert ddpm._lr_factor(cfg, 0) == pytest.approx(0.1) and ddpm._lr_factor(cfg, 9) == pytest.approx(1.0)
+    assert ddpm._lr_factor(cfg, 10) == pytest.approx(1.0)
+    assert ddpm._lr_factor(cfg, 60) == pytest.approx(0.5)  # half way through the cosine
+    assert ddpm._lr_factor(cfg, 110) == pytest.approx(0.0, abs=1e-12)
+    const = ddpm.DDPMConfig(steps=110, warmup=0, lr_schedule="constant")
+    assert ddpm._lr_factor(const, 0) == ddpm._lr_factor(const, 100) == 1.0
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_every_option_trains_and_samples(prediction_type):
+    X, c = data(size=8)
+    cfg = ddpm.DDPMConfig(channels=(8, 16), steps=3, batch_size=8, prediction_type=prediction_type,
+                          snr_gamma=5.0, ema_decay=0.99, patch=2)
+    m = ddpm.train_ddpm(X, c, 3, cfg)
+    assert m.scheduler.config.prediction_type == prediction_type and all(np.isfinite(m.history))
+    assert ddpm.sample(m, [0, 1], steps=2, guidance=2.0).shape == (2, 8, 8, 1)
+
+
+def test_ema_weights_are_what_is_kept():
+    """With EMA the returned UNet differs from the last optimiser state; without it, it does not."""
+    X, c = data(size=8)
+    base = dict(channels=(8, 16), steps=6, batch_size=8, seed=3)
+    plain = ddpm.train_ddpm(X, c, 3, ddpm.DDPMConfig(**base, ema_decay=0.0))
+    ema = ddpm.train_ddpm(X, c, 3, ddpm.DDPMConfig(**base, ema_decay=0.9))
+    assert plain.history == ema.history  # same training trajectory ...
+    diff = sum((a - b).abs().sum().item() for a, b in zip(plain.unet.parameters(), ema.unet.parameters()))
+    assert diff > 0  # ... but the EMA model keeps averaged weights
 
 
 def test_cell_condition():
@@ -58,7 +103,8 @@ def test_train_sample_shapes_range_and_determinism():
 
 def test_training_reduces_the_denoising_loss():
     X, c = data(n=64, size=8)
-    cfg = ddpm.DDPMConfig(channels=(8, 16), steps=60, batch_size=16, lr=3e-3, seed=1)
+    cfg = ddpm.DDPMConfig(channels=(8, 16), steps=60, batch_size=16, lr=3e-3, warmup=5, seed=1,
+                          prediction_type="epsilon", snr_gamma=0)  # an unweighted loss, comparable over steps
     m = ddpm.train_ddpm(X, c, 3, cfg)
     assert np.mean(m.history[-15:]) < 0.8 * np.mean(m.history[:5])
 
@@ -73,6 +119,10 @@ def test_bad_inputs():
         ddpm.DDPMConfig(cond_dropout=1.0)
     with pytest.raises(ValueError, match="beta_schedule"):
         ddpm.DDPMConfig(beta_schedule="cosine-ish")
+    for bad in ({"patch": 0}, {"ema_decay": 1.0}, {"snr_gamma": -1}, {"prediction_type": "sample"},
+                {"lr_schedule": "step"}, {"warmup": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ddpm.DDPMConfig(**bad)
     m = ddpm.train_ddpm(X, c, 3, TINY)
     with pytest.raises(ValueError, match="conditions must lie"):
         ddpm.sample(m, [3], steps=1)
@@ -160,3 +210,19 @@ def test_make_pool_writes_every_condition_with_seeds(tmp_path):
         assert (z["seed"] == 7).all() and z["index"].tolist() == list(range(6))
         # the pool's images are exactly what sample() draws for those labels and seed
         assert np.array_equal(z["image"], ddpm.sample(m, z["label"], steps=2, seed=7))
+
+
+def test_cached_pool_is_written_once_and_reused(cache):
+    X, c = data()
+    gen = ddpm.cached_generator("toy", "train", X, c, 3, TINY)
+    logs = []
+    imgs, labels = ddpm.cached_pool(gen, 2, steps=2, seed=4, conditions=[2, 0], log=logs.append)
+    assert labels.tolist() == [2, 2, 0, 0] and "written" in logs[-1]
+    again, _ = ddpm.cached_pool(gen, 2, steps=2, seed=4, conditions=[2, 0], log=logs.append)
+    assert "cache hit" in logs[-1] and np.array_equal(imgs, again)
+    assert np.array_equal(imgs, ddpm.sample(gen, labels, steps=2, seed=4))
+    ddpm.cached_pool(gen, 2, steps=2, seed=5, conditions=[2, 0])
+    assert len(list((gen.cache_path / "pools").glob("*.npz"))) == 2
+    # a generator that is not cached samples without writing anything
+    gen.cache_path = None
+    assert np.array_equal(ddpm.cached_pool(gen, 2, steps=2, seed=4, conditions=[2, 0])[0], imgs)

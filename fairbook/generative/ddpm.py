@@ -4,8 +4,9 @@ Training: DDPM (Ho et al. 2020) with ``DDPMScheduler``'s forward process and the
 a condition is a class label or a (target, group) cell (:func:`cell_condition`), embedded by the
 UNet's class embedding. With probability ``cond_dropout`` a label is replaced by the extra *null*
 condition, which enables classifier-free guidance at sampling time (Ho & Salimans 2022).
-Sampling: ``DDIMScheduler`` for a chosen number of steps; ``guidance = 1`` is plain conditional
-sampling, ``guidance > 1`` mixes eps_uncond + g (eps_cond - eps_uncond).
+Sampling: ``DDIMScheduler`` (trailing timestep spacing) for a chosen number of steps; ``guidance = 1``
+is plain conditional sampling, ``guidance > 1`` mixes out_uncond + g (out_cond - out_uncond) of the
+model's output (epsilon or v).
 
 Images are in [0, 1] as (N, C, H, W) float arrays (``fairbook.data``); they are scaled to [-1, 1]
 and padded with black to the size the UNet's levels need (28 -> 32 for four levels), and cropped
@@ -47,7 +48,7 @@ class DDPMConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule: better than linear at 28x28
     prediction_type: str = "v_prediction"
-    steps: int = 1000
+    steps: int = 700
     batch_size: int = 96
     lr: float = 2e-3
     lr_schedule: str = "cosine"
@@ -243,7 +244,9 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
         raise ValueError(f"conditions must lie in [0, {model.n_conditions - 1}]")
     device = resolve_device(device)
     unet = model.unet.to(device).eval()
-    ddim = DDIMScheduler.from_config(model.scheduler.config)
+    # "trailing" spacing starts at the last training timestep (pure noise) instead of 1000 - 1000/steps;
+    # measurably better samples at 20 steps (Lin et al. 2024, "Common diffusion noise schedules ...")
+    ddim = DDIMScheduler.from_config(model.scheduler.config, timestep_spacing="trailing")
     ddim.set_timesteps(steps)
     c, h, w = model.image_shape
     patch = model.config.patch
