@@ -500,23 +500,28 @@ def check_parameters(values: dict) -> None:
     if any(s in POOL_STRATEGIES for s in values["cs1_strategies"]):
         bad("cs1_strategies", "generated pools belong to case study 2 (the paper: retraining a generator "
                               "per pruned dataset is out of scope)")
-    pool = values["pool"]
-    if pool != "ddpm" and any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
-        from pathlib import Path
-
-        if not Path(pool).expanduser().is_file():
-            bad("pool", "must be 'ddpm' (generate with fairbook.generative) or the path of an existing "
-                        "EDM-style .npz (keys image, label)")
+    if values["pool"] != "ddpm" and any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+        if resolve_pool(values["pool"], values.get("data_root") or None) is None:
+            bad("pool", "must be 'ddpm' (generate with fairbook.generative) or an EDM-style .npz (keys image, "
+                        "label), given as a path or relative to data_root or $FAIRBOOK_DATA")
 
 
-def generated_pool(dataset: str, X, y, n_classes: int, classes: Sequence[int], n_per_class: int, seed: int,
-                   ddpm_steps: int, ddim_steps: int, guidance: float, log=None) -> tuple[np.ndarray, np.ndarray]:
-    """The chapter's stand-in for the EDM images: a class-conditional DDPM trained on D itself and
-    ``n_per_class`` samples of each of ``classes`` — both cached (``fairbook.generative.ddpm``).
-    Returns uint8 images (N, H, W, C) and labels, the layout of the EDM ``.npz``."""
-    from .generative import ddpm
+def resolve_pool(pool: str, data_root: str | None = None):
+    """The EDM ``.npz`` named by ``pool``: as given, else under ``data_root``, else under
+    ``$FAIRBOOK_DATA``; None when it is in none of these places."""
+    import os
+    from pathlib import Path
 
-    gen = ddpm.cached_generator(dataset, f"hbr-D{len(y)}", X, y, n_classes,
-                                ddpm.DDPMConfig(steps=ddpm_steps, seed=seed), log=log)
-    return ddpm.cached_pool(gen, n_per_class, steps=ddim_steps, guidance=guidance, seed=seed,
-                            conditions=list(classes), log=log)
+    bases = [Path()] + [Path(b) for b in (data_root, os.environ.get("FAIRBOOK_DATA")) if b]
+    for base in bases:
+        path = (base / Path(pool).expanduser()).resolve()
+        if path.is_file():
+            return path
+    return None
+
+
+def input_files(values: dict) -> dict:
+    """Files besides the datasets that decide a run's result: the EDM pool, when one is used."""
+    if values["pool"] == "ddpm" or not any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+        return {}
+    return {"pool": resolve_pool(values["pool"], values.get("data_root") or None)}

@@ -81,12 +81,18 @@ def data_fingerprint(chapter: str, values: dict[str, Any]) -> dict[str, str]:
 
     A dataset that cannot be found stops the request here, before anything runs.
     """
-    from .data import fingerprints_for
+    from .data import file_fingerprint, fingerprints_for
 
     try:
-        return fingerprints_for(chapter, values)
+        fps = fingerprints_for(chapter, values)
     except (FileNotFoundError, ValueError) as e:
         raise ParameterError(f"chapter '{chapter}': {e}") from None
+    # a chapter module may name further input files (e.g. HBR's EDM pool) by input_files(values)
+    if importlib.util.find_spec(f"fairbook.{chapter}") is not None:
+        extra = getattr(importlib.import_module(f"fairbook.{chapter}"), "input_files", None)
+        for name, path in (extra(values) if extra else {}).items():
+            fps[name] = file_fingerprint([path])
+    return fps
 
 
 def package_versions() -> dict[str, str]:

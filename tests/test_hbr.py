@@ -394,3 +394,86 @@ def test_train_ensemble_averages_aum():
     assert len(ens.models) == 2 and ens.aum_per_model.shape == (2, 60)
     assert np.isfinite(ens.aum).all() and not np.allclose(ens.aum_per_model[0], ens.aum_per_model[1])
     np.testing.assert_allclose(ens.aum, ens.aum_per_model.mean(0))
+
+
+# --- chapter plumbing ----------------------------------------------------------------------------------
+def test_per_class_subset_is_balanced_and_seeded():
+    y = np.repeat(np.arange(3), [10, 12, 7])
+    idx = hbr.per_class_subset(y, 5, seed=1)
+    assert np.bincount(y[idx]).tolist() == [5, 5, 5] and len(set(idx)) == 15
+    assert np.array_equal(idx, hbr.per_class_subset(y, 5, seed=1))
+    assert not np.array_equal(idx, hbr.per_class_subset(y, 5, seed=2))
+    assert len(hbr.per_class_subset(y, 0, 0)) == len(y)
+    with pytest.raises(ValueError, match="class 2 has 7 samples"):
+        hbr.per_class_subset(y, 8, 0)
+
+
+def test_holdout_shortfall_and_plan_table():
+    # AUM [1, 2, 4], 100 per class, pruning 50%: kept 50 each, b = ceil(150 * [4/7, 2/7, 1/7]) = [86, 43, 22]
+    assert hbr.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.5) == (86 - 50) - 50
+    kept = 20
+    b = hbr.resampling_counts([1.0, 2.0, 4.0], np.full(3, kept))
+    assert hbr.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.8) == (b - kept).max() - 80
+    plan = hbr.plan_table([10, 10, 10], [14, 9, 7])
+    assert plan[["removed", "added"]].values.tolist() == [[0, 4], [1, 0], [3, 0]]
+
+
+def _values(**kw):
+    from fairbook import chapters
+
+    return {**chapters.get("hbr").values("default"), **kw}
+
+
+def test_check_parameters_rejects_impossible_combinations(tmp_path):
+    from fairbook.params import ParameterError
+
+    hbr.check_parameters(_values())
+    for kw, msg in [({"model": "resnet18"}, "'model'.*cifar10"),
+                    ({"milestones": [50]}, "'milestones'.*within the 10 epochs"),
+                    ({"cs1_strategies": ["random", "random"]}, "'cs1_strategies'.*repeat"),
+                    ({"cs2_strategies": ["holdout"]}, "'cs2_strategies'.*no holdout"),
+                    ({"cs1_strategies": ["hEDM"]}, "'cs1_strategies'.*case study 2"),
+                    ({"pool": str(tmp_path / "missing.npz")}, "'pool'.*EDM")]:
+        with pytest.raises(ParameterError, match=msg):
+            hbr.check_parameters(_values(**kw))
+    # a pool that is never used needs no file
+    hbr.check_parameters(_values(pool=str(tmp_path / "missing.npz"), cs2_strategies=["random"]))
+
+
+def test_edm_pool_is_found_under_the_data_root_and_fingerprinted(tmp_path, monkeypatch):
+    from fairbook import runner
+
+    (tmp_path / "edm").mkdir()
+    np.savez(tmp_path / "edm" / "c10.npz", image=np.zeros((2, 4, 4, 3), np.uint8), label=np.arange(2))
+    assert hbr.resolve_pool("edm/c10.npz", str(tmp_path)) == (tmp_path / "edm" / "c10.npz").resolve()
+    assert hbr.resolve_pool("edm/c10.npz") is None
+    monkeypatch.setenv("FAIRBOOK_DATA", str(tmp_path))
+    assert hbr.resolve_pool("edm/c10.npz") is not None
+    v = _values(pool="edm/c10.npz")
+    hbr.check_parameters(v)
+    fp = runner.data_fingerprint("hbr", v)
+    assert set(fp) == {"fashion-mnist", "pool"}
+    np.savez(tmp_path / "edm" / "c10.npz", image=np.ones((2, 4, 4, 3), np.uint8), label=np.arange(2))
+    assert runner.data_fingerprint("hbr", v)["pool"] != fp["pool"]
+    assert "pool" not in runner.data_fingerprint("hbr", _values())
+
+
+def test_case_studies_pair_base_and_resampled_models():
+    X, y = _images(240, n_classes=3, seed=3)
+    test = _images(90, n_classes=3, seed=4)
+    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=32)
+    aum = np.random.default_rng(0).normal(1.0, 0.3, len(y))
+    class_aum = np.array([1.0, 1.5, 2.5])
+    cs1 = hbr.case_study_1(recipe, X, y, aum, class_aum, test, [0.5], ["random", "holdout"], 2, 1, 3, 1)
+    # base models trained once per rate and shared by both strategies; pairs (i, j) = (0,0), (1,0)
+    assert sorted(cs1.scores.strategy.unique()) == ["holdout", "none", "random"]
+    assert (cs1.scores.groupby("strategy").size() == 4).all()  # 2 pairs x (recall, precision)
+    assert set(cs1.tests.metric) == set(hbr.BIAS_METRICS) | {"avg"} and (cs1.tests.n == 2).all()
+    plan = cs1.plan[cs1.plan.strategy == "holdout"]
+    assert plan.a.tolist() == [40, 40, 40] and plan.b.tolist() == hbr.resampling_counts(class_aum, 40).tolist()
+    pool = hbr.Pool(*_images(300, 3, seed=5), confidence=np.linspace(0, 1, 300),
+                    real_confidence=np.array([0.5, 0.5, 0.5]))
+    cs2 = hbr.case_study_2(recipe, X, y, aum, class_aum, test, [1.0], ["smote", "hEDM"], 2, 1, 3, 1, pool)
+    assert sorted(cs2.tests.strategy.unique()) == ["hEDM", "smote"]
+    base = cs2.scores[cs2.scores.strategy == "none"]
+    assert base.model_seed.tolist() == [stats.hbr_model_seed(i, 0) for i in (0, 0, 1, 1)]
