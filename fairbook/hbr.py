@@ -525,3 +525,16 @@ def input_files(values: dict) -> dict:
     if values["pool"] == "ddpm" or not any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
         return {}
     return {"pool": resolve_pool(values["pool"], values.get("data_root") or None)}
+
+
+def generated_pool(dataset: str, X, y, n_classes: int, classes: Sequence[int], n_per_class: int, seed: int,
+                   ddpm_steps: int, ddim_steps: int, guidance: float, log=None) -> tuple[np.ndarray, np.ndarray]:
+    """The chapter's stand-in for the EDM images: a class-conditional DDPM trained on D itself and
+    ``n_per_class`` samples of each of ``classes`` — both cached (``fairbook.generative.ddpm``).
+    Returns uint8 images (N, H, W, C) and labels, the layout of the EDM ``.npz``."""
+    from .generative import ddpm
+
+    gen = ddpm.cached_generator(dataset, f"hbr-D{len(y)}", X, y, n_classes,
+                                ddpm.DDPMConfig(steps=ddpm_steps, seed=seed), log=log)
+    return ddpm.cached_pool(gen, n_per_class, steps=ddim_steps, guidance=guidance, seed=seed,
+                            conditions=list(classes), log=log)

@@ -429,7 +429,7 @@ def test_check_parameters_rejects_impossible_combinations(tmp_path):
 
     hbr.check_parameters(_values())
     for kw, msg in [({"model": "resnet18"}, "'model'.*cifar10"),
-                    ({"milestones": [50]}, "'milestones'.*within the 10 epochs"),
+                    ({"milestones": [50]}, "'milestones'.*within the 16 epochs"),
                     ({"cs1_strategies": ["random", "random"]}, "'cs1_strategies'.*repeat"),
                     ({"cs2_strategies": ["holdout"]}, "'cs2_strategies'.*no holdout"),
                     ({"cs1_strategies": ["hEDM"]}, "'cs1_strategies'.*case study 2"),
@@ -477,3 +477,16 @@ def test_case_studies_pair_base_and_resampled_models():
     assert sorted(cs2.tests.strategy.unique()) == ["hEDM", "smote"]
     base = cs2.scores[cs2.scores.strategy == "none"]
     assert base.model_seed.tolist() == [stats.hbr_model_seed(i, 0) for i in (0, 0, 1, 1)]
+
+
+def test_generated_pool_trains_once_and_samples_the_asked_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRBOOK_CACHE", str(tmp_path / "cache"))
+    X, y = _images(24, n_classes=3)
+    X = (X - X.min()) / (X.max() - X.min())
+    logs = []
+    imgs, labels = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, ddim_steps=2, guidance=1.0,
+                                      log=logs.append)
+    assert imgs.shape == (6, 4, 4, 1) and imgs.dtype == np.uint8 and labels.tolist() == [2, 2, 2, 0, 0, 0]
+    again = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, ddim_steps=2, guidance=1.0,
+                               log=logs.append)
+    assert np.array_equal(imgs, again[0]) and sum("cache hit" in m for m in logs) == 2

@@ -1,0 +1,907 @@
+"""Group Contribution Matching (Li et al., "Fairness via Group Contribution Matching", IJCAI 2023):
+the group contribution disparity, the GCM regulariser and the paper's baselines.
+
+Everything trains through the one engine, :func:`fairbook.train.fit`: a method is an
+``extra_loss(model, batch)`` callable (``batch`` holds ``x``, ``y``, ``ids``, ``groups`` = the
+sensitive attribute a and the training ``logits``), combined with ``sampler="group_balanced"``
+(``batch_size/4`` samples of each (a, y) cell per step, the authors' batches) where the paper does so.
+
+* cells and gradients: :func:`make_batch`, :func:`select_parameters`, :func:`layer_parameters`,
+  :func:`group_gradients` (eq. 7, the gradients of the four (a, y) groups);
+* group contribution disparity r̂ (eqs. 6, 8, 9): :func:`contribution_disparity`; the variant the
+  authors' code logs, :func:`code_disparity`; :class:`DisparityTracker` records both at every iteration;
+* GCM: :func:`group_confidence` (eq. 12), :func:`confidence_weights` (W = c^T),
+  :func:`gcm_penalty` (eqs. 10, 13, 14), :func:`gcm_loss` -> :class:`GCMLoss`;
+* baselines: vanilla ERM and OverSampling (the engine alone), :func:`eor_penalty`/:func:`eor_loss`
+  (EOR), :class:`AdversarialDebiasing` (Zhang et al. 2018), :func:`iga_penalty`/:func:`iga_loss`
+  (eq. 16), :func:`direct_aligning_penalty`/:func:`direct_aligning_loss` (eq. 17), and the external
+  references :func:`exponentiated_gradient_baseline`, :func:`threshold_optimizer_baseline` (fairlearn);
+  :func:`method_loss` and :func:`fit_method` dispatch by name (:data:`METHODS`);
+* evaluation: :func:`report`, :func:`evaluate`, :func:`val_metrics` (epoch selection on validation
+  ΔEO, as in the authors' code); Table 1: :func:`subgroup_sizes_per_iteration`.
+
+Conventions: the model has one logit (BCE, as in the paper's code) or two (softmax; the binary logit is
+then ``l_1 - l_0``); ``a = 1`` is the privileged group (GCM §2.1). The metrics themselves live in
+:mod:`fairbook.metrics`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import metrics, train
+
+CELLS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))  # (a, y), the paper's Z_ay
+FORMS = ("paper", "squared")
+KINDS = ("all", "weight", "bias")
+ALIGN_FORMS = ("abs", "squared")
+METHODS = ("vanilla", "oversampling", "eor", "adversarial", "gcm", "iga", "direct")
+
+#: The paper's Adult model (§4.1, the authors' code): ``models.MLP(120, ADULT_WIDTHS, 1)``, one logit.
+ADULT_WIDTHS = (200, 200)
+#: The paper's Adult schedule as :func:`fit_method` / :func:`train.fit` keywords: Adam lr 1e-3, batches of
+#: 2000 (500 per (a, y) cell), 20 epochs of 100 iterations (the epoch is then chosen by the lowest
+#: validation ΔEO: pass ``val=(X_val, y_val, a_val)`` to :func:`fit_method`).
+ADULT_FIT = {"batch_size": 2000, "epochs": 20, "steps_per_epoch": 100,
+             "optim": train.Optim("adam", lr=1e-3), "loss": "bce"}
+
+
+# --- cells, parameters and per-group gradients (eq. 7) ----------------------------------------------
+def _check_nonneg(name: str, value: float) -> float:
+    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def binary_logit(logits: torch.Tensor) -> torch.Tensor:
+    """The logit of class 1, shape (n,): the single output of a BCE model, or ``l_1 - l_0`` for two
+    softmax outputs (the same probability, ``sigmoid(l_1 - l_0) = softmax(l)_1``)."""
+    if logits.dim() == 1:
+        return logits
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        return logits[:, 0]
+    if logits.dim() == 2 and logits.shape[1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    raise ValueError(f"GCM is a binary task: logits must have 1 or 2 columns, got shape "
+                     f"{tuple(logits.shape)}")
+
+
+def _binary_tensor(t, name: str, like: torch.Tensor) -> torch.Tensor:
+    if t is None:
+        raise ValueError(f"batch[{name!r}] is missing: the (a, y) cells need it (pass groups=a to "
+                         f"train.fit)" if name == "groups" else f"batch[{name!r}] is missing")
+    t = torch.as_tensor(t).to(like.device).long().reshape(-1)
+    if t.numel() != like.shape[0]:
+        raise ValueError(f"batch[{name!r}] has {t.numel()} entries for {like.shape[0]} logits")
+    if t.numel() and ((t != 0) & (t != 1)).any():
+        raise ValueError(f"batch[{name!r}] must be binary (0/1), found {torch.unique(t).tolist()}")
+    return t
+
+
+def make_batch(model: nn.Module, x, y, a) -> dict[str, Any]:
+    """The ``batch`` dict :func:`fairbook.train.fit` passes to ``extra_loss``, built by hand
+    (``logits = model(x)`` with its graph): for analyses and tests outside the engine."""
+    x = x if torch.is_tensor(x) else train._as_tensor(x)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.is_floating_point():
+        x = x.to(dtype)
+    return {"x": x, "y": torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y).long(),
+            "ids": torch.arange(len(x)), "groups": torch.as_tensor(
+                np.asarray(a) if not torch.is_tensor(a) else a).long(), "logits": model(x)}
+
+
+def _unpack(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(binary logit, y, a) of an engine batch, validated."""
+    if "logits" not in batch:
+        raise ValueError("batch has no 'logits' (build it with make_batch or use train.fit)")
+    z = binary_logit(batch["logits"])
+    return z, _binary_tensor(batch.get("y"), "y", z), _binary_tensor(batch.get("groups"), "groups", z)
+
+
+def cell_masks(y: torch.Tensor, a: torch.Tensor, require_all: bool = True) -> dict[tuple[int, int], torch.Tensor]:
+    """Boolean masks of the four (a, y) cells Z_00, Z_01, Z_10, Z_11 (keys ``(a, y)``).
+
+    ``require_all``: an empty cell raises ``ValueError`` naming it (GCM's regulariser needs all four;
+    use ``sampler="group_balanced"``); otherwise empty cells are left out.
+    """
+    out, empty = {}, []
+    for ai, yi in CELLS:
+        m = (a == ai) & (y == yi)
+        if bool(m.any()):
+            out[(ai, yi)] = m
+        else:
+            empty.append(f"(a={ai}, y={yi})")
+    if empty and require_all:
+        raise ValueError(f"the batch has no samples in the (a, y) cells {', '.join(empty)}; every cell "
+                         f"must be present (train with sampler='group_balanced')")
+    return out
+
+
+def select_parameters(model: nn.Module, params: Sequence[str] | str | None = None,
+                      kind: str = "all") -> list[tuple[str, nn.Parameter]]:
+    """The named parameter tensors a gradient term is restricted to (GCM eq. 14, Table 2).
+
+    Parameters
+    ----------
+    model : nn.Module
+    params : sequence of str, optional
+        Parameter names (``"body.1.bias"``) or module names (``"body.1"``, ``"head"``: all of that
+        module's parameters). Default: every parameter. A name that matches nothing raises
+        ``ValueError`` listing the available names. :func:`layer_parameters` maps the paper's layer
+        indices to names.
+    kind : {"all", "weight", "bias"}
+        Keep only tensors whose name ends in ``weight`` or ``bias`` (Table 2's "weight_l"/"bias_l").
+
+    Returns
+    -------
+    list of (name, parameter), in ``model.named_parameters()`` order; frozen tensors
+    (``requires_grad=False``) are left out, since they take no gradient.
+    """
+    _check_choice("kind", kind, KINDS)
+    named = list(model.named_parameters())
+    if isinstance(params, str):
+        params = [params]
+    if params is not None:
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty: give parameter or module names, or None for all")
+        unknown = [e for e in params if not any(n == e or n.startswith(e + ".") for n, _ in named)]
+        if unknown:
+            raise ValueError(f"unknown parameter/module names {unknown}; the model's parameters are "
+                             f"{[n for n, _ in named]}")
+        named = [(n, p) for n, p in named if any(n == e or n.startswith(e + ".") for e in params)]
+    if kind != "all":
+        named = [(n, p) for n, p in named if n.rsplit(".", 1)[-1] == kind]
+    named = [(n, p) for n, p in named if p.requires_grad]
+    if not named:
+        raise ValueError(f"no trainable {'' if kind == 'all' else kind + ' '}parameters selected by "
+                         f"params={params!r}")
+    return named
+
+
+def layer_parameters(model: nn.Module, layers: int | Sequence[int], kind: str = "all") -> list[str]:
+    """Names of the parameters of the paper's "layer l" (Table 2; l counts the modules that hold
+    parameters, in order: for :class:`fairbook.models.MLP` layer 0 is the first ``nn.Linear``).
+
+    ``layer_parameters(mlp, 0, "bias")`` is Table 2's ``bias_0``; ``layer_parameters(mlp, [0, 1],
+    "weight")`` its ``weight_{0+1}``.
+    """
+    _check_choice("kind", kind, KINDS)
+    owners = [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    idx = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+    bad = [i for i in idx if not (0 <= int(i) < len(owners))]
+    if bad or not idx:
+        raise ValueError(f"layer indices must lie in [0, {len(owners) - 1}] (the model's layers: "
+                         f"{owners}), got {layers!r}")
+    return [n for n, _ in select_parameters(model, [owners[int(i)] for i in idx], kind)]
+
+
+@dataclass
+class GroupGradients:
+    """Per-group gradients ``ḡ^{A=a,Y=y}`` (GCM eq. 7) of the selected parameter tensors.
+
+    ``grads[(a, y)]`` is a tuple of tensors aligned with ``names``: the gradient of the *mean* BCE over
+    the cell's samples in the batch. ``sizes[(a, y)]`` is |Z_ay|, the cell's number of samples.
+    """
+
+    names: list[str]
+    grads: dict[tuple[int, int], tuple[torch.Tensor, ...]]
+    sizes: dict[tuple[int, int], int]
+
+
+def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool) -> tuple[torch.Tensor, ...]:
+    """d loss / d params; the graph is kept (the engine back-propagates its loss afterwards)."""
+    g = torch.autograd.grad(loss, list(params), create_graph=create_graph, retain_graph=True,
+                            allow_unused=True)
+    return tuple(torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params))
+
+
+def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Sequence[str] | None = None,
+                    kind: str = "all", create_graph: bool = False,
+                    require_all: bool = True) -> GroupGradients:
+    """The gradients of the four (a, y) groups, ``g^{A=a,Y=y} = ∂L^{A=a,Y=y}/∂w`` (GCM eq. 7).
+
+    ``L^{A=a,Y=y}`` is the mean binary cross-entropy over the batch's samples of cell (a, y), taken from
+    the batch's own forward pass (``batch["logits"]``), one ``torch.autograd.grad`` call per cell.
+    For models without batch statistics (the paper's MLP) this equals a separate forward per group
+    as in the authors' code; with BatchNorm in train mode the shared forward normalises over the
+    whole batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+    batch : dict
+        The engine's batch (``logits``, ``y``, ``groups``), or :func:`make_batch`.
+    params, kind
+        Restriction to some tensors, see :func:`select_parameters`.
+    create_graph : bool
+        Keep the graph of the gradients so that a penalty on them can be back-propagated (double
+        backward; GCM's regulariser). ``False`` for measurements.
+    require_all : bool
+        Raise if a cell is empty (default); otherwise empty cells are absent from ``grads``.
+    """
+    named = select_parameters(model, params, kind)
+    z, y, a = _unpack(batch)
+    per_sample = F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="none")
+    ps = [p for _, p in named]
+    grads, sizes = {}, {cell: 0 for cell in CELLS}
+    for cell, m in cell_masks(y, a, require_all).items():
+        sizes[cell] = int(m.sum())
+        grads[cell] = _grads(per_sample[m].mean(), ps, create_graph)
+    return GroupGradients([n for n, _ in named], grads, sizes)
+
+
+# --- group contribution disparity (eqs. 6, 8, 9) ------------------------------------------------------
+@dataclass
+class Disparity:
+    """Group contribution disparity r̂ for Y = 0 and Y = 1 (keys of each dict are y).
+
+    ``per_parameter[y][name]``: r̂_w for every element of the tensor (eq. 6; NaN where undefined);
+    ``per_layer[y][name]``: r̂_{θ_l} of each parameter tensor (eq. 9); ``model[y]``: r̂_θ (eq. 8);
+    ``undefined[y]``: how many elements were left out because the denominator was 0.
+    """
+
+    per_parameter: dict[int, dict[str, torch.Tensor]]
+    per_layer: dict[int, dict[str, float]]
+    model: dict[int, float]
+    undefined: dict[int, int]
+
+
+def contribution_disparity(gg: GroupGradients, *, size_weighted: bool = True) -> Disparity:
+    """Group contribution disparity r̂ (GCM eqs. 6, 8 and 9).
+
+    Eq. 6, for every parameter element w and y ∈ {0, 1}::
+
+        r̂_w^{Y=y} = |Z_0y| · |ḡ_w^{A=0,Y=y}| / (|Z_1y| · |ḡ_w^{A=1,Y=y}|)
+
+    with ḡ the gradient of the cell's mean loss (:func:`group_gradients`) and |Z_ay| the number of the
+    cell's samples in the batch (``size_weighted=False`` drops the size ratio, i.e. compares the mean
+    gradients only). Eq. 9 averages r̂_w over the elements of one parameter tensor (a "layer"),
+    eq. 8 over all p elements of the selected tensors. r̂ ≈ 1 means equal contributions.
+
+    Undefined entries: where the denominator is 0 (e.g. a dead ReLU unit has zero gradient for every
+    group) the ratio is 0/0 or x/0; these elements are NaN in ``per_parameter`` and left out of the
+    averages (p counts the defined elements only); their number is returned in ``undefined``. A y
+    whose cells are missing from ``gg`` gets NaN everywhere.
+
+    Note the mean of ratios is heavy-tailed (tiny denominators); the paper smooths its Fig. 2 and the
+    authors' code logs a per-tensor, folded ratio instead (:func:`code_disparity`).
+    """
+    per_parameter: dict[int, dict[str, torch.Tensor]] = {}
+    per_layer: dict[int, dict[str, float]] = {}
+    model: dict[int, float] = {}
+    undefined: dict[int, int] = {}
+    for yy in (0, 1):
+        c0, c1 = (0, yy), (1, yy)
+        if c0 not in gg.grads or c1 not in gg.grads:
+            per_parameter[yy] = {}
+            per_layer[yy] = {n: float("nan") for n in gg.names}
+            model[yy], undefined[yy] = float("nan"), 0
+            continue
+        s0, s1 = (gg.sizes[c0], gg.sizes[c1]) if size_weighted else (1, 1)
+        per_parameter[yy], per_layer[yy] = {}, {}
+        total, count, bad = 0.0, 0, 0
+        for name, g0, g1 in zip(gg.names, gg.grads[c0], gg.grads[c1]):
+            num = s0 * g0.detach().double().abs()
+            den = s1 * g1.detach().double().abs()
+            r = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.nan)
+            ok = ~torch.isnan(r)
+            n_ok = int(ok.sum())
+            per_parameter[yy][name] = r
+            per_layer[yy][name] = float(r[ok].mean()) if n_ok else float("nan")
+            total += float(r[ok].sum())
+            count += n_ok
+            bad += r.numel() - n_ok
+        model[yy] = total / count if count else float("nan")
+        undefined[yy] = bad
+    return Disparity(per_parameter, per_layer, model, undefined)
+
+
+def code_disparity(gg: GroupGradients) -> dict[int, float]:
+    """The disparity the authors' code logs for its Fig. 2-style curves (``Dis/dis1``, ``Dis/dis2``).
+
+    Per parameter tensor, ``max(S1/S0, S0/S1)`` with ``S_a = Σ_w (ḡ_w^{A=a,Y=y})²`` the squared norm of
+    the cell's mean-loss gradient, averaged over the tensors; returned per y. It differs from eq. 6
+    (per tensor instead of per element; squared; folded so that it is >= 1; no |Z| factor). Tensors
+    with a zero norm in either group are left out; NaN if none is left or a cell is missing.
+    """
+    out = {}
+    for yy in (0, 1):
+        c0, c1 = (0, yy), (1, yy)
+        if c0 not in gg.grads or c1 not in gg.grads:
+            out[yy] = float("nan")
+            continue
+        vals = []
+        for g0, g1 in zip(gg.grads[c0], gg.grads[c1]):
+            s0, s1 = float(g0.detach().double().pow(2).sum()), float(g1.detach().double().pow(2).sum())
+            if s0 > 0 and s1 > 0:
+                vals.append(max(s1 / s0, s0 / s1))
+        out[yy] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+class DisparityTracker:
+    """Records r̂ (eqs. 6, 8, 9) and :func:`code_disparity` at every training iteration.
+
+    Use it as the engine's ``extra_loss`` (it returns a zero that adds nothing to the loss), alone or
+    next to a method's loss with :func:`combine`, and pass :meth:`on_epoch_end` to label epochs::
+
+        tracker = DisparityTracker()
+        train.fit(model, X, y, groups=a, extra_loss=combine(gcm_loss(1.0), tracker),
+                  on_epoch_end=tracker.on_epoch_end, ...)
+        tracker.history   # one row per iteration
+
+    The gradients are taken at θ^t, before the iteration's update, from the batch's own forward pass.
+    Under shuffled batches a cell can be empty: that y is then NaN for the step.
+
+    Parameters
+    ----------
+    every : int
+        Record every ``every``-th iteration (1 = all).
+    params, kind
+        The tensors r̂ is computed over (:func:`select_parameters`); default all.
+    size_weighted : bool
+        Include the |Z_0y|/|Z_1y| factor of eq. 6 (default, as written in the paper).
+    per_layer : bool
+        Also record eq. 9 for every tensor (columns ``r_y{y}[name]``).
+    """
+
+    def __init__(self, *, every: int = 1, params: Sequence[str] | None = None, kind: str = "all",
+                 size_weighted: bool = True, per_layer: bool = True):
+        if not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        _check_choice("kind", kind, KINDS)
+        self.every, self.params, self.kind = int(every), params, kind
+        self.size_weighted, self.per_layer = size_weighted, per_layer
+        self.rows: list[dict[str, float]] = []
+        self.step = 0
+        self.epoch = 1
+
+    def record(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, float]:
+        """Measure one batch and append the row to the history."""
+        gg = group_gradients(model, batch, params=self.params, kind=self.kind, require_all=False)
+        d = contribution_disparity(gg, size_weighted=self.size_weighted)
+        code = code_disparity(gg)
+        row: dict[str, float] = {"step": self.step, "epoch": self.epoch}
+        row.update({f"n_{a}{y}": gg.sizes[(a, y)] for a, y in CELLS})
+        for yy in (0, 1):
+            row[f"r_y{yy}"] = d.model[yy]
+            row[f"code_y{yy}"] = code[yy]
+            row[f"undefined_y{yy}"] = d.undefined[yy]
+        if self.per_layer:
+            for yy in (0, 1):
+                row.update({f"r_y{yy}[{n}]": v for n, v in d.per_layer[yy].items()})
+        self.rows.append(row)
+        return row
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        if self.step % self.every == 0:
+            self.record(model, batch)
+        self.step += 1
+        return batch["logits"].new_zeros(())
+
+    def on_epoch_end(self, epoch: int, model: nn.Module | None = None, row: dict | None = None) -> None:
+        """The engine's ``on_epoch_end`` hook: later rows belong to epoch ``epoch + 1``."""
+        self.epoch = epoch + 1
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per recorded iteration: step, epoch, cell sizes ``n_ay``, ``r_y0``, ``r_y1`` (eq. 8),
+        ``code_y0``, ``code_y1`` (:func:`code_disparity`), ``undefined_y*`` and per-tensor eq. 9."""
+        return pd.DataFrame(self.rows)
+
+
+def combine(*losses: Callable | None) -> Callable:
+    """One ``extra_loss`` that sums several (``None`` entries are skipped), called in order."""
+    fns = [f for f in losses if f is not None]
+    if not fns:
+        raise ValueError("combine needs at least one extra_loss")
+
+    def extra_loss(model, batch):
+        total = fns[0](model, batch)
+        for f in fns[1:]:
+            total = total + f(model, batch)
+        return total
+
+    return extra_loss
+
+
+# --- GCM: confidence weights (eq. 12) and the regulariser (eqs. 10, 13, 14) ---------------------------
+def group_confidence(batch: Mapping[str, Any], require_all: bool = True) -> dict[tuple[int, int], torch.Tensor]:
+    """Group confidence score ``c^{A=a,Y=y} = ȳ·y + (1 − ȳ)·(1 − y)`` (GCM eq. 12), detached.
+
+    ȳ^{A=a,Y=y} is the mean predicted probability of class 1 over the cell's samples, so c is the mean
+    confidence on the true class: ȳ for y = 1 cells, 1 − ȳ for y = 0 cells. Keys ``(a, y)``.
+    """
+    z, y, a = _unpack(batch)
+    p = torch.sigmoid(z.detach())
+    return {(ai, yi): (p[m].mean() if yi == 1 else 1 - p[m].mean())
+            for (ai, yi), m in cell_masks(y, a, require_all).items()}
+
+
+def confidence_weights(confidence: Mapping[tuple[int, int], torch.Tensor], T: float) -> dict[tuple[int, int], torch.Tensor]:
+    """Gradient-reweighing weights ``W^{A=a,Y=y} = (c^{A=a,Y=y})^T`` (GCM §3.2, below eq. 12).
+
+    ``T = 0`` gives all weights 1 (eq. 13 reduces to eq. 10); the paper uses T ∈ {0, 2}. The weights
+    are constants for the optimiser (detached), as in the authors' code. Raises for T < 0.
+    """
+    T = _check_nonneg("T", T)
+    return {k: torch.ones_like(c) if T == 0 else c.detach().pow(T) for k, c in confidence.items()}
+
+
+def gcm_penalty(gg: GroupGradients, weights: Mapping[tuple[int, int], Any] | None = None,
+                form: str = "paper") -> torch.Tensor:
+    """GCM's fairness term L_fair (eqs. 10, 13; restricted to ``gg``'s tensors it is eq. 14).
+
+    ``form="paper"`` — the paper's magnitudes::
+
+        L_fair = Σ_{w} Σ_{y∈{0,1}} | W^{0y}·|g_w^{A=0,Y=y}| − W^{1y}·|g_w^{A=1,Y=y}| |
+
+    ``form="squared"`` — the authors' code (``fair_grad_reweighing``, method "MNIGA")::
+
+        L_fair = Σ_{w} Σ_{y} | W^{0y}·(g_w^{A=0,Y=y})² − W^{1y}·(g_w^{A=1,Y=y})² |
+
+    The outer absolute value is not printed in eqs. 10/13 (whose typesetting is damaged, cf. the
+    unbalanced bars of eq. 14), but without it L_fair is unbounded below and would not *match* the
+    contributions; the code takes it elementwise, as here. g is the gradient of each cell's *mean*
+    loss (as in the code; with group-balanced batches the |Z_ay| are equal and a sum would only
+    rescale λ). ``weights=None`` means all 1 (eq. 10, T = 0).
+
+    Returns a scalar tensor that back-propagates to the parameters when ``gg`` was computed with
+    ``create_graph=True``.
+    """
+    _check_choice("form", form, FORMS)
+    for cell in CELLS:
+        if cell not in gg.grads:
+            raise ValueError(f"gcm_penalty needs the gradients of all four (a, y) cells; missing {cell}")
+    total = None
+    for yy in (0, 1):
+        w0 = 1.0 if weights is None else weights[(0, yy)]
+        w1 = 1.0 if weights is None else weights[(1, yy)]
+        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
+            if form == "paper":
+                term = (w0 * g0.abs() - w1 * g1.abs()).abs().sum()
+            else:
+                term = (w0 * g0.pow(2) - w1 * g1.pow(2)).abs().sum()
+            total = term if total is None else total + term
+    return total
+
+
+class GCMLoss:
+    """GCM's ``λ·L_fair`` (eqs. 11, 13) as an ``extra_loss(model, batch)`` for :func:`train.fit`.
+
+    Each call takes the four groups' gradients from the batch's forward pass with
+    ``create_graph=True`` (:func:`group_gradients`), the confidence weights W = c^T of the batch
+    (eq. 12, detached) and returns ``lam * gcm_penalty(...)``; the engine adds it to the batch's BCE
+    (over all samples, as the code does) and back-propagates through the gradients (double backward).
+    Needs every (a, y) cell in each batch: train with ``sampler="group_balanced"`` (the paper's
+    batches, 500 per cell on Adult). ``last`` holds the latest ``reg`` (L_fair), ``confidence`` and
+    ``weights`` (detached) for inspection. Build it with :func:`gcm_loss`.
+    """
+
+    def __init__(self, lam: float, *, T: float = 0.0, form: str = "paper",
+                 params: Sequence[str] | None = None, kind: str = "all"):
+        self.lam = _check_nonneg("lam", lam)
+        self.T = _check_nonneg("T", T)
+        self.form = _check_choice("form", form, FORMS)
+        self.params, self.kind = params, _check_choice("kind", kind, KINDS)
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        if self.lam == 0:
+            select_parameters(model, self.params, self.kind)  # still validate the names
+            return batch["logits"].new_zeros(())
+        gg = group_gradients(model, batch, params=self.params, kind=self.kind, create_graph=True)
+        conf = group_confidence(batch)
+        w = confidence_weights(conf, self.T)
+        reg = gcm_penalty(gg, w, self.form)
+        self.last = {"reg": reg.detach(), "confidence": conf, "weights": w, "names": gg.names}
+        return self.lam * reg
+
+
+def gcm_loss(lam: float, T: float = 0.0, form: str = "paper", params: Sequence[str] | None = None,
+             kind: str = "all") -> GCMLoss:
+    """GCM regulariser ``λ·L_fair`` (eqs. 10-14) for ``train.fit(extra_loss=...)``.
+
+    Parameters
+    ----------
+    lam : float
+        λ of eq. 11 (>= 0; 0 is OverSampling).
+    T : float
+        Temperature of the weights W = c^T (>= 0; T = 0 is gradient matching, eq. 10; T > 0 gradient
+        reweighing, eq. 13; the paper uses T ∈ {0, 2}).
+    form : {"paper", "squared"}
+        Gradient magnitudes (the paper's equations) or squared gradients (the authors' code); see
+        :func:`gcm_penalty`.
+    params, kind
+        Restrict the sum over w to some tensors (eq. 14, Table 2); see :func:`select_parameters`,
+        :func:`layer_parameters`. Unknown names raise at the first call.
+    """
+    return GCMLoss(lam, T=T, form=form, params=params, kind=kind)
+
+
+# --- baselines ----------------------------------------------------------------------------------------
+def eor_penalty(logits: torch.Tensor, y, a) -> torch.Tensor:
+    """Equalized-odds regularisation (EOR; GCM §4.1, after Madras et al. 2018): the relaxed ΔEO
+
+        Σ_{y∈{0,1}} | E[p(x) | A=0, Y=y] − E[p(x) | A=1, Y=y] |
+
+    with p the predicted probability of class 1 — the TPR gap (y = 1) plus the FPR gap (y = 0) with
+    the 0/1 decisions replaced by probabilities (differentiable; the "gap" regulariser of Fair Mixup's
+    code and the ``gap_logit`` the GCM code reports). 0 when the groups' mean probabilities are equal
+    within each label. Needs all four cells.
+    """
+    z = binary_logit(logits)
+    y, a = _binary_tensor(y, "y", z), _binary_tensor(a, "groups", z)
+    masks = cell_masks(y, a)
+    p = torch.sigmoid(z)
+    return sum((p[masks[(0, yy)]].mean() - p[masks[(1, yy)]].mean()).abs() for yy in (0, 1))
+
+
+def eor_loss(lam: float) -> Callable:
+    """EOR as an ``extra_loss``: ``lam * eor_penalty(batch logits, y, a)``."""
+    lam = _check_nonneg("lam", lam)
+
+    def extra_loss(model, batch):
+        return lam * eor_penalty(batch["logits"], batch.get("y"), batch.get("groups"))
+
+    return extra_loss
+
+
+def iga_penalty(group_grads: Mapping[int, Sequence[torch.Tensor]], batch_grads: Sequence[torch.Tensor],
+                form: str = "squared") -> torch.Tensor:
+    """IGA adapted to fairness (GCM eq. 16, from eq. 15 of Koyama & Yamaguchi 2020)::
+
+        L_fair = Σ_{w∈θ} Σ_{a∈{0,1}} (g_w^{A=a} − g_w)²
+
+    g^{A=a}: gradient of the mean loss over the batch's samples with A = a; g: of the whole batch.
+    Eq. 16 prints the bare difference, whose sum over a vanishes identically for balanced groups; IGA
+    minimises the *variance* of the domain gradients (eq. 15, trace Var), hence the square
+    (``form="squared"``, default; ``"abs"`` takes |·|). No 1/|A| factor (λ absorbs it).
+    """
+    _check_choice("form", form, ALIGN_FORMS)
+    total = None
+    for ga in (group_grads[0], group_grads[1]):
+        for gi, g in zip(ga, batch_grads):
+            d = gi - g
+            term = (d.pow(2) if form == "squared" else d.abs()).sum()
+            total = term if total is None else total + term
+    return total
+
+
+def iga_loss(lam: float, form: str = "squared", params: Sequence[str] | None = None,
+             kind: str = "all") -> Callable:
+    """IGA (GCM eq. 16) as an ``extra_loss``: ``lam * iga_penalty`` with gradients from the batch's
+    forward pass (``create_graph=True``). Both groups must be in the batch."""
+    lam = _check_nonneg("lam", lam)
+    _check_choice("form", form, ALIGN_FORMS)
+
+    def extra_loss(model, batch):
+        if lam == 0:
+            return batch["logits"].new_zeros(())
+        ps = [p for _, p in select_parameters(model, params, kind)]
+        z, y, a = _unpack(batch)
+        per = F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="none")
+        group = {}
+        for ai in (0, 1):
+            m = a == ai
+            if not bool(m.any()):
+                raise ValueError(f"IGA needs both groups in every batch; group a={ai} is empty")
+            group[ai] = _grads(per[m].mean(), ps, True)
+        return lam * iga_penalty(group, _grads(per.mean(), ps, True), form)
+
+    return extra_loss
+
+
+def direct_aligning_penalty(gg: GroupGradients, form: str = "abs") -> torch.Tensor:
+    """Direct gradient aligning (GCM eq. 17; §3.2 "minimize ∇L(Z_0y, θ) − ∇L(Z_1y, θ)")::
+
+        L_fair = Σ_{w∈θ} Σ_{y∈{0,1}} | g_w^{A=0,Y=y} − g_w^{A=1,Y=y} |
+
+    Eq. 17 prints the bare signed difference (unbounded below); aligning means driving it to 0, so we
+    take |·| as for eq. 10 (``form="abs"``, default) or the square (``"squared"``). Unlike GCM it
+    matches the signed gradients, directions included (Fig. 3).
+    """
+    _check_choice("form", form, ALIGN_FORMS)
+    for cell in CELLS:
+        if cell not in gg.grads:
+            raise ValueError(f"direct aligning needs all four (a, y) cells; missing {cell}")
+    total = None
+    for yy in (0, 1):
+        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
+            d = g0 - g1
+            term = (d.abs() if form == "abs" else d.pow(2)).sum()
+            total = term if total is None else total + term
+    return total
+
+
+def direct_aligning_loss(lam: float, form: str = "abs", params: Sequence[str] | None = None,
+                         kind: str = "all") -> Callable:
+    """Direct gradient aligning (GCM eq. 17) as an ``extra_loss``: ``lam * direct_aligning_penalty``."""
+    lam = _check_nonneg("lam", lam)
+    _check_choice("form", form, ALIGN_FORMS)
+
+    def extra_loss(model, batch):
+        if lam == 0:
+            return batch["logits"].new_zeros(())
+        gg = group_gradients(model, batch, params=params, kind=kind, create_graph=True)
+        return lam * direct_aligning_penalty(gg, form)
+
+    return extra_loss
+
+
+class AdversarialDebiasing:
+    """Adversarial debiasing (Zhang, Lemoine & Mitchell 2018), equalized-odds variant, as an
+    ``extra_loss`` for :func:`train.fit` (no separate training loop is needed).
+
+    Adversary (Zhang et al. §4, for equality of odds): ``s = σ((1 + |c|)·z)`` with z the predictor's
+    logit, and ``P(a = 1) = σ(u·[s, s·y, s·(1 − y)] + b)`` with learnable c, u, b (logistic regression).
+
+    Each engine step calls this object once. It first trains the adversary for ``adv_steps`` Adam steps
+    on the batch's *detached* logits (its own optimiser: the engine's optimiser only holds the model),
+    then returns the predictor's adversarial term, computed with the adversary frozen:
+
+    * ``projection=True`` (Zhang et al. eq. for ∇_W): the predictor's update direction is
+      ``∇L_P − proj_{∇L_A} ∇L_P − α ∇L_A``. The engine already back-propagates ∇L_P (its BCE), so this
+      returns a surrogate with value 0 whose gradient is ``−proj_{∇L_A}∇L_P − α∇L_A`` (both gradients
+      taken over all trainable parameters as one vector, from the batch's forward pass);
+    * ``projection=False``: gradient reversal, returns ``−α·L_A`` (the predictor maximises the
+      adversary's loss).
+
+    ``L_A`` is the adversary's BCE for a. ``last`` holds the adversary's latest loss. The adversary is
+    built at the first call (after the engine has seeded torch), on the logits' device.
+    """
+
+    def __init__(self, alpha: float = 1.0, *, lr: float = 1e-3, adv_steps: int = 1, projection: bool = True):
+        self.alpha = _check_nonneg("alpha", alpha)
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not isinstance(adv_steps, (int, np.integer)) or adv_steps < 1:
+            raise ValueError(f"adv_steps must be an integer >= 1, got {adv_steps!r}")
+        self.lr, self.adv_steps, self.projection = lr, int(adv_steps), projection
+        self.adversary: nn.Module | None = None
+        self.opt: torch.optim.Optimizer | None = None
+        self.last: dict[str, float] = {}
+
+    class _Adversary(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Parameter(torch.ones(()))
+            self.lin = nn.Linear(3, 1)
+
+        def forward(self, z, y, params=None):
+            c, w, b = (self.c, self.lin.weight, self.lin.bias) if params is None else params
+            s = torch.sigmoid((1 + c.abs()) * z)
+            feats = torch.stack([s, s * y, s * (1 - y)], dim=1)
+            return F.linear(feats, w, b).squeeze(1)
+
+    def adversary_loss(self, z: torch.Tensor, y: torch.Tensor, a: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """L_A: BCE of the adversary's prediction of a from (logit z, label y)."""
+        params = None
+        if frozen:
+            params = (self.adversary.c.detach(), self.adversary.lin.weight.detach(),
+                      self.adversary.lin.bias.detach())
+        out = self.adversary(z, y.to(z.dtype), params)
+        return F.binary_cross_entropy_with_logits(out, a.to(z.dtype))
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        z, y, a = _unpack(batch)
+        if self.adversary is None:
+            self.adversary = self._Adversary().to(device=z.device, dtype=z.dtype)
+            self.opt = torch.optim.Adam(self.adversary.parameters(), lr=self.lr)
+        for _ in range(self.adv_steps):
+            self.opt.zero_grad(set_to_none=True)
+            la = self.adversary_loss(z.detach(), y, a)
+            la.backward()
+            self.opt.step()
+        self.last = {"adversary_loss": float(la.detach())}
+        la_pred = self.adversary_loss(z, y, a, frozen=True)
+        if not self.projection:
+            return -self.alpha * la_pred
+        ps = [p for p in model.parameters() if p.requires_grad]
+        lp = F.binary_cross_entropy_with_logits(z, y.to(z.dtype))
+        gp, ga = _grads(lp, ps, False), _grads(la_pred, ps, False)
+        gp_flat = torch.cat([g.reshape(-1) for g in gp])
+        ga_flat = torch.cat([g.reshape(-1) for g in ga])
+        nrm2 = ga_flat.pow(2).sum()
+        coef = (gp_flat @ ga_flat) / nrm2 if nrm2 > 0 else gp_flat.new_zeros(())
+        surrogate = sum((p * (-coef * g_a - self.alpha * g_a)).sum() for p, g_a in zip(ps, ga))
+        return surrogate - surrogate.detach()
+
+
+def adversarial_loss(alpha: float = 1.0, *, lr: float = 1e-3, adv_steps: int = 1,
+                     projection: bool = True) -> AdversarialDebiasing:
+    """Adversarial debiasing (Zhang et al. 2018) as an ``extra_loss``; see :class:`AdversarialDebiasing`.
+    Use a fresh object per training run (it owns the adversary)."""
+    return AdversarialDebiasing(alpha, lr=lr, adv_steps=adv_steps, projection=projection)
+
+
+# --- dispatch by method name --------------------------------------------------------------------------
+_OPTIONS = {
+    "vanilla": {}, "oversampling": {},
+    "eor": {"lam": 1.0},
+    "adversarial": {"alpha": 1.0, "lr": 1e-3, "adv_steps": 1, "projection": True},
+    "gcm": {"lam": 1.0, "T": 0.0, "form": "paper", "params": None, "kind": "all"},
+    "iga": {"lam": 1.0, "form": "squared", "params": None, "kind": "all"},
+    "direct": {"lam": 1.0, "form": "abs", "params": None, "kind": "all"},
+}
+
+
+def method_loss(method: str, **options) -> Callable | None:
+    """The ``extra_loss`` of a method of GCM §4 by name (:data:`METHODS`; ``None`` for vanilla and
+    oversampling, which are the engine alone). Unknown options raise, naming the allowed ones."""
+    _check_choice("method", method, METHODS)
+    allowed = _OPTIONS[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"method {method!r} has no option {unknown[0]!r}; allowed: "
+                         f"{', '.join(allowed) or 'none'}")
+    o = {**allowed, **options}
+    if method == "eor":
+        return eor_loss(o["lam"])
+    if method == "adversarial":
+        return adversarial_loss(o["alpha"], lr=o["lr"], adv_steps=o["adv_steps"], projection=o["projection"])
+    if method == "gcm":
+        return gcm_loss(o["lam"], o["T"], o["form"], o["params"], o["kind"])
+    if method == "iga":
+        return iga_loss(o["lam"], o["form"], o["params"], o["kind"])
+    if method == "direct":
+        return direct_aligning_loss(o["lam"], o["form"], o["params"], o["kind"])
+    return None
+
+
+def fit_method(method: str, model: nn.Module, X, y, a, *, val: tuple | None = None,
+               options: dict | None = None, tracker: DisparityTracker | None = None,
+               **fit_kwargs) -> train.FitResult:
+    """Train ``model`` with one method of GCM §4 through :func:`train.fit`.
+
+    ``vanilla`` uses shuffled batches (ERM); every other method uses group-balanced batches
+    (``batch_size/4`` per (a, y) cell: OverSampling is exactly that, and GCM, IGA, direct aligning and
+    the λ = 0 columns of Tables 3-4 start from it); ``sampler=`` overrides. ``loss`` defaults to
+    ``"bce"`` (one logit, as the paper's code). ``val = (X_val, y_val, a_val)`` turns on the authors'
+    epoch selection: :func:`val_metrics` each epoch, the epoch with the lowest validation ΔEO restored
+    (``select="delta_eo", mode="min"`` unless given). ``tracker`` records r̂ every iteration.
+    Other keywords go to :func:`train.fit` (``epochs`` is required).
+    """
+    extra = method_loss(method, **(options or {}))
+    kw = {"loss": "bce", "sampler": "shuffle" if method == "vanilla" else "group_balanced"}
+    if val is not None:
+        if len(val) != 3:
+            raise ValueError("val must be (X_val, y_val, a_val)")
+        kw.update(val=(val[0], val[1]), val_metrics=val_metrics, val_context={"a": np.asarray(val[2])},
+                  select="delta_eo", mode="min")
+    else:
+        kw["select"] = None
+    kw.update(fit_kwargs)
+    if tracker is not None:
+        extra = combine(extra, tracker)
+        user_end = kw.get("on_epoch_end")
+
+        def on_epoch_end(epoch, model_, row):
+            tracker.on_epoch_end(epoch, model_, row)
+            if user_end is not None:
+                user_end(epoch, model_, row)
+
+        kw["on_epoch_end"] = on_epoch_end
+    return train.fit(model, X, y, groups=a, extra_loss=extra, desc=f"gcm:{method}", **kw)
+
+
+# --- external references (fairlearn) ------------------------------------------------------------------
+def _logistic(seed: int, C: float, max_iter: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+
+
+def _f64(X) -> np.ndarray:
+    """float64 features: fairlearn 0.15 writes float64 probabilities into a vector of the model's output
+    dtype, which pandas 3 refuses for float32 inputs."""
+    return np.asarray(X, dtype=np.float64)
+
+
+def exponentiated_gradient_baseline(X_train, y_train, a_train, X_test, *, seed: int = 0, eps: float = 0.01,
+                                    max_iter: int = 50, C: float = 1.0,
+                                    lr_max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """fairlearn ``ExponentiatedGradient(LogisticRegression, EqualizedOdds())`` (Agarwal et al. 2018),
+    an external reference on the same arrays.
+
+    Returns ``(y_pred, scores)`` on ``X_test``: the randomised classifier's predictions (drawn with
+    ``seed``) and its probability of class 1 (``_pmf_predict``, for AP).
+    """
+    from fairlearn.reductions import EqualizedOdds, ExponentiatedGradient
+
+    eg = ExponentiatedGradient(_logistic(seed, C, lr_max_iter), EqualizedOdds(), eps=eps, max_iter=max_iter)
+    eg.fit(_f64(X_train), np.asarray(y_train), sensitive_features=np.asarray(a_train))
+    X_test = _f64(X_test)
+    return (np.asarray(eg.predict(X_test, random_state=seed)).astype(np.int64),
+            np.asarray(eg._pmf_predict(X_test))[:, 1])
+
+
+def threshold_optimizer_baseline(X_train, y_train, a_train, X_test, a_test, *, seed: int = 0, C: float = 1.0,
+                                 lr_max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """fairlearn ``ThresholdOptimizer(LogisticRegression, constraints="equalized_odds")`` (Hardt et al.
+    2016 post-processing), an external reference on the same arrays.
+
+    Returns ``(y_pred, scores)`` on ``X_test`` (group-dependent randomised thresholds drawn with
+    ``seed``; scores = the probability of a positive decision, for AP).
+    """
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    to = ThresholdOptimizer(estimator=_logistic(seed, C, lr_max_iter), constraints="equalized_odds",
+                            predict_method="predict_proba")
+    to.fit(_f64(X_train), np.asarray(y_train), sensitive_features=np.asarray(a_train))
+    X_test, a_test = _f64(X_test), np.asarray(a_test)
+    return (np.asarray(to.predict(X_test, sensitive_features=a_test, random_state=seed)).astype(np.int64),
+            np.asarray(to._pmf_predict(X_test, sensitive_features=a_test))[:, 1])
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+def report(y, y_pred, a, scores=None, nan_ok: bool = True) -> dict[str, float]:
+    """GCM's numbers for one set of predictions (all from :func:`fairbook.metrics.group_report`):
+
+    ``ap`` (AP of ``scores``, §4.1), ``delta_eo`` (ΔEO = |ΔTPR| + |ΔFPR|, eq. 2), ``eop``
+    (TPR_0/TPR_1, eq. 1, not folded; the authors' code reports min/max of the two TPRs), ``delta_dp``
+    (ΔDP), ``acc``, ``delta_tpr``, ``delta_fpr``. Undefined values are NaN (``nan_ok``).
+    """
+    r = metrics.group_report(y, y_pred, a, scores=scores, nan_ok=nan_ok)
+    out = {"ap": r.get("ap", float("nan")), "delta_eo": r["eo_sum"], "eop": r["eop"],
+           "delta_dp": r["dp_diff"], "acc": r["acc"], "delta_tpr": r["delta_tpr"],
+           "delta_fpr": r["delta_fpr"]}
+    return out
+
+
+def _scores_and_predictions(logits) -> tuple[np.ndarray, np.ndarray]:
+    z = binary_logit(torch.as_tensor(np.asarray(logits) if not torch.is_tensor(logits) else logits))
+    return z.detach().cpu().numpy(), (z > 0).long().cpu().numpy()
+
+
+def evaluate(model: nn.Module, X, y, a, device="auto") -> dict[str, float]:
+    """:func:`report` of ``model`` on ``(X, y, a)``: decisions ``p >= 0.5`` (logit > 0, the code's
+    threshold 0.5), AP on the logit (a ranking, identical to AP on the probability)."""
+    scores, pred = _scores_and_predictions(train.logits_of(model, X, device=device))
+    return report(y, pred, a, scores)
+
+
+def val_metrics(y, logits, *, a) -> dict[str, float]:
+    """``val_metrics`` for :func:`train.fit` (pass ``val_context={"a": a_val}``): ``ap``,
+    ``delta_eo``, ``eop``, ``delta_dp`` of the validation logits. With ``select="delta_eo",
+    mode="min"`` the engine keeps the epoch of lowest validation ΔEO, as the authors' code does."""
+    scores, pred = _scores_and_predictions(logits)
+    r = report(y, pred, a, scores)
+    return {k: r[k] for k in ("ap", "delta_eo", "eop", "delta_dp")}
+
+
+# --- Table 1: subgroup sizes per iteration ----------------------------------------------------------------
+def subgroup_sizes_per_iteration(y, a, batch_size: int) -> pd.DataFrame:
+    """Average number of samples of each (a, y) group in one iteration (GCM Table 1).
+
+    ``standard``: shuffled batches of ``batch_size`` drawn without replacement, so the expected count of
+    cell (a, y) in a full batch is ``batch_size · n_ay / n`` (exactly the per-iteration average over an
+    epoch when ``n`` is a multiple of ``batch_size``). ``oversampling``: group-balanced batches,
+    ``batch_size / 4`` per cell (the engine's ``sampler="group_balanced"``). Columns Z00, Z01, Z10, Z11
+    (Z_ay, a first, as in the paper).
+    """
+    y = metrics._binary(y, "y")
+    a = metrics._binary(a, "a")
+    if len(y) != len(a) or len(y) == 0:
+        raise ValueError(f"y and a must be non-empty and of equal length, got {len(y)} and {len(a)}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 4 or batch_size % 4:
+        raise ValueError(f"batch_size must be a positive multiple of 4, got {batch_size!r}")
+    counts = {f"Z{ai}{yi}": int(((a == ai) & (y == yi)).sum()) for ai, yi in CELLS}
+    n = len(y)
+    return pd.DataFrame([{k: batch_size * c / n for k, c in counts.items()},
+                         {k: batch_size / 4 for k in counts}], index=["standard", "oversampling"])

@@ -1,0 +1,459 @@
+"""fairbook.gcm: per-group gradients (eq. 7, vs manual backward), r̂ (eqs. 6, 8, 9, by hand), the GCM
+regulariser (eqs. 10, 12, 13, 14: by hand, vs numpy, finite differences), baselines (EOR, IGA eq. 16,
+direct aligning eq. 17, adversarial debiasing, fairlearn), evaluation (vs fairlearn/sklearn), Table 1
+bookkeeping (vs the engine's batches) and a tiny end-to-end fit."""
+import numpy as np
+import pytest
+import torch
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from sklearn.metrics import average_precision_score
+from torch import nn
+
+from fairbook import gcm, models, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Keep CPU use light (another job shares the machine); restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- tiny data -----------------------------------------------------------------------------------------
+def _biased(n=400, d=4, seed=0):
+    """Synthetic biased data: a=1 (70%) has more positives and feature 0 leaks a."""
+    rng = np.random.default_rng(seed)
+    a = (rng.uniform(size=n) < 0.7).astype(np.int64)
+    y = (rng.uniform(size=n) < np.where(a == 1, 0.45, 0.15)).astype(np.int64)
+    X = rng.normal(size=(n, d)) + y[:, None]
+    X[:, 0] += 1.5 * a
+    return X.astype(np.float32), y, a
+
+
+def _linear(w, b, dtype=torch.float32):
+    m = nn.Linear(len(w), 1).to(dtype)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([w], dtype=dtype))
+        m.bias.fill_(b)
+    return m
+
+
+def _tanh_mlp(d=3, h=4, seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, 1)).to(dtype)
+
+
+def _numpy_cells(X, y, a, w, b):
+    """Per-cell mean-BCE gradients (g_w = mean((p - y) x), g_b = mean(p - y)) and eq. 12 confidences of a
+    logistic model, in numpy: an independent reference."""
+    p = 1 / (1 + np.exp(-(X @ np.asarray(w) + b)))
+    g, c, n = {}, {}, {}
+    for ai, yi in gcm.CELLS:
+        m = (a == ai) & (y == yi)
+        r = p[m] - y[m]
+        g[(ai, yi)] = (np.mean(r[:, None] * X[m], axis=0), np.array([r.mean()]))
+        c[(ai, yi)] = p[m].mean() if yi == 1 else 1 - p[m].mean()
+        n[(ai, yi)] = m.sum()
+    return g, c, n
+
+
+def _np_penalty(g, W, form):
+    tot = 0.0
+    for yy in (0, 1):
+        for g0, g1 in zip(g[(0, yy)], g[(1, yy)]):
+            if form == "paper":
+                tot += np.abs(W[(0, yy)] * np.abs(g0) - W[(1, yy)] * np.abs(g1)).sum()
+            else:
+                tot += np.abs(W[(0, yy)] * g0 ** 2 - W[(1, yy)] * g1 ** 2).sum()
+    return tot
+
+
+def _gg(cells):
+    """A GroupGradients with names w (2,), b (1,) from {(a, y): (w-list, b-list)}."""
+    return gcm.GroupGradients(["w", "b"], {k: (torch.tensor(v[0]), torch.tensor(v[1])) for k, v in cells.items()},
+                              {k: 1 for k in cells})
+
+
+HAND = {(0, 0): ([1.0, -2.0], [0.5]), (1, 0): ([3.0, 1.0], [-0.5]),
+        (0, 1): ([-1.0, 2.0], [1.0]), (1, 1): ([0.5, 0.5], [2.0])}
+
+
+# --- eq. 7: per-group gradients -----------------------------------------------------------------------
+def test_group_gradients_match_manual_per_group_backward():
+    X, y, a = _biased(n=60)
+    model = _tanh_mlp(d=4, dtype=torch.float32)
+    gg = gcm.group_gradients(model, gcm.make_batch(model, X, y, a))
+    assert gg.names == [n for n, _ in model.named_parameters()]
+    for ai, yi in gcm.CELLS:
+        m = (a == ai) & (y == yi)
+        assert gg.sizes[(ai, yi)] == m.sum() > 0
+        model.zero_grad()
+        out = model(torch.as_tensor(X[m])).squeeze(1)
+        nn.BCEWithLogitsLoss()(out, torch.as_tensor(y[m]).float()).backward()
+        for g, (_, p) in zip(gg.grads[(ai, yi)], model.named_parameters()):
+            torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+# --- eqs. 6, 8, 9: r̂ by hand ---------------------------------------------------------------------------
+def _hand_batch():
+    """Zero-initialised logistic model: p = 0.5 everywhere, so g_w = ±0.5 · mean(x) per cell."""
+    X = np.array([[1, 2], [3, 0],            # (a=0, y=0): mean [2, 1]  -> g_w = [1, .5],   g_b = .5
+                  [2, 2],                    # (a=1, y=0): mean [2, 2]  -> g_w = [1, 1],    g_b = .5
+                  [4, -2],                   # (a=0, y=1): mean [4, -2] -> g_w = [-2, 1],   g_b = -.5
+                  [1, 1], [1, -1], [2, 0]],  # (a=1, y=1): mean [4/3, 0] -> g_w = [-2/3, 0], g_b = -.5
+                 dtype=np.float32)
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    a = np.array([0, 0, 1, 0, 1, 1, 1])
+    model = _linear([0.0, 0.0], 0.0)
+    return model, gcm.make_batch(model, X, y, a)
+
+
+def test_disparity_by_hand_on_a_linear_model():
+    model, batch = _hand_batch()
+    gg = gcm.group_gradients(model, batch)
+    assert gg.sizes == {(0, 0): 2, (1, 0): 1, (0, 1): 1, (1, 1): 3}
+    d = gcm.contribution_disparity(gg)
+    # y = 0: r_w = 2·[1, .5] / (1·[1, 1]) = [2, 1];  r_b = 2·.5 / (1·.5) = 2
+    np.testing.assert_allclose(d.per_parameter[0]["weight"].numpy().ravel(), [2, 1], rtol=1e-6)
+    assert d.per_layer[0] == pytest.approx({"weight": 1.5, "bias": 2.0})
+    assert d.model[0] == pytest.approx(5 / 3)
+    # y = 1: r_w = 1·[2, 1] / (3·[2/3, 0]) = [1, undefined];  r_b = .5 / (3·.5) = 1/3
+    r1 = d.per_parameter[1]["weight"].numpy().ravel()
+    assert r1[0] == pytest.approx(1.0) and np.isnan(r1[1])
+    assert d.per_layer[1] == pytest.approx({"weight": 1.0, "bias": 1 / 3})
+    assert d.model[1] == pytest.approx(2 / 3) and d.undefined == {0: 0, 1: 1}
+    # without the |Z| factor: y = 0 -> [1, .5], 1 -> mean 5/6
+    assert gcm.contribution_disparity(gg, size_weighted=False).model[0] == pytest.approx(5 / 6)
+    # the code's folded per-tensor ratio of squared norms: y=0: max(2/1.25, ·)=1.6 and 1; y=1: 5/(4/9), 1
+    assert gcm.code_disparity(gg) == pytest.approx({0: 1.3, 1: (11.25 + 1) / 2})
+
+
+def test_tracker_records_every_iteration_and_nan_for_missing_cells():
+    model, batch = _hand_batch()
+    tr = gcm.DisparityTracker()
+    out = tr(model, batch)
+    assert out.item() == 0.0
+    keep = batch["y"] == 0  # only y = 0 cells
+    tr(model, {**batch, "logits": model(batch["x"][keep]), "y": batch["y"][keep],
+               "groups": batch["groups"][keep]})
+    tr.on_epoch_end(1)
+    tr(model, batch)
+    h = tr.history
+    assert list(h["step"]) == [0, 1, 2] and list(h["epoch"]) == [1, 1, 2]
+    assert h.loc[0, "r_y0"] == pytest.approx(5 / 3) and h.loc[0, "r_y1"] == pytest.approx(2 / 3)
+    assert h.loc[1, "r_y0"] == pytest.approx(5 / 3) and np.isnan(h.loc[1, "r_y1"])
+    assert h.loc[0, "r_y0[bias]"] == pytest.approx(2.0)
+    assert list(h.loc[0, ["n_00", "n_01", "n_10", "n_11"]]) == [2, 1, 1, 3]
+    tr2 = gcm.DisparityTracker(every=2, per_layer=False)
+    for _ in range(3):
+        tr2(model, batch)
+    assert len(tr2.history) == 2 and "r_y0[bias]" not in tr2.history
+
+
+# --- eqs. 10, 12, 13: the regulariser -------------------------------------------------------------------
+def test_gcm_penalty_by_hand_both_forms():
+    gg = _gg(HAND)
+    W = {(0, 0): 0.5, (1, 0): 2.0, (0, 1): 1.0, (1, 1): 0.25}
+    # paper: y0 |.5-6| + |1-2| + |.25-1| = 7.25; y1 |1-.125| + |2-.125| + |1-.5| = 3.25
+    assert gcm.gcm_penalty(gg, W, "paper").item() == pytest.approx(10.5)
+    # squared: y0 |.5-18| + |2-2| + |.125-.5| = 17.875; y1 |1-.0625| + |4-.0625| + |1-1| = 4.875
+    assert gcm.gcm_penalty(gg, W, "squared").item() == pytest.approx(22.75)
+    # weights None = eq. 10 (T = 0): y0 2 + 1 + 0; y1 .5 + 1.5 + 1
+    assert gcm.gcm_penalty(gg, None, "paper").item() == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("T", [0.0, 2.0])
+def test_gcm_loss_matches_numpy_on_logistic_model(form, T):
+    X, y, a = _biased(n=50, d=2, seed=1)
+    w, b = [0.3, -0.7], 0.1
+    model = _linear(w, b, torch.float64)
+    reg = gcm.gcm_loss(0.7, T=T, form=form)
+    val = reg(model, gcm.make_batch(model, X.astype(np.float64), y, a))
+    g, c, _ = _numpy_cells(X.astype(np.float64), y, a, w, b)
+    W = {k: (1.0 if T == 0 else v ** T) for k, v in c.items()}
+    assert val.item() == pytest.approx(0.7 * _np_penalty(g, W, form), rel=1e-9)
+    for k in gcm.CELLS:
+        assert reg.last["confidence"][k].item() == pytest.approx(c[k], rel=1e-12)
+        # T = 0 gives weights 1, T = 2 squares the mean confidences
+        assert reg.last["weights"][k].item() == pytest.approx(1.0 if T == 0 else c[k] ** 2, rel=1e-12)
+
+
+def test_confidence_weights_temperature():
+    conf = {(0, 0): torch.tensor(0.0), (1, 1): torch.tensor(0.6)}
+    assert {k: v.item() for k, v in gcm.confidence_weights(conf, 0).items()} == {(0, 0): 1.0, (1, 1): 1.0}
+    assert gcm.confidence_weights(conf, 2)[(1, 1)].item() == pytest.approx(0.36)
+    with pytest.raises(ValueError, match="T must be"):
+        gcm.confidence_weights(conf, -1)
+
+
+@pytest.mark.parametrize("T", [0.0, 2.0])
+@pytest.mark.parametrize("form", gcm.FORMS)
+def test_regulariser_gradient_equals_finite_differences(form, T):
+    """Double backward: the gradient of λ·L_fair w.r.t. the weights equals central differences of
+    L_fair (the weights W = c^T are constants for the optimiser, so FD holds them at their value)."""
+    X, y, a = _biased(n=40, d=3, seed=2)
+    X = torch.as_tensor(X, dtype=torch.float64)
+    model = _tanh_mlp(d=3, h=4, seed=3)
+    reg = gcm.gcm_loss(1.5, T=T, form=form)
+    model.zero_grad()
+    reg(model, gcm.make_batch(model, X, y, a)).backward()
+    W = {k: v.clone() for k, v in reg.last["weights"].items()}
+
+    def value():
+        return 1.5 * gcm.gcm_penalty(gcm.group_gradients(model, gcm.make_batch(model, X, y, a)), W, form).item()
+
+    params = list(model.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in params) > 1e-6  # the regulariser reaches the weights
+    rng, eps = np.random.default_rng(0), 1e-6
+    for p in params:
+        for j in rng.choice(p.numel(), size=min(3, p.numel()), replace=False):
+            fd = []
+            for step in (eps, -2 * eps):
+                with torch.no_grad():
+                    p.view(-1)[j] += step
+                fd.append(value())
+            with torch.no_grad():
+                p.view(-1)[j] += eps
+            assert p.grad.view(-1)[j].item() == pytest.approx((fd[0] - fd[1]) / (2 * eps), rel=1e-4, abs=1e-8)
+
+
+def test_layer_and_bias_restriction():
+    torch.manual_seed(0)
+    mlp = models.MLP(4, (5, 3), 1)
+    assert gcm.layer_parameters(mlp, 0, "bias") == ["body.1.bias"]
+    assert gcm.layer_parameters(mlp, [0, 1], "weight") == ["body.1.weight", "body.3.weight"]
+    assert gcm.layer_parameters(mlp, 2) == ["head.weight", "head.bias"]
+    assert [n for n, _ in gcm.select_parameters(mlp, ["head"])] == ["head.weight", "head.bias"]
+    X, y, a = _biased(n=80, d=4)
+    batch = gcm.make_batch(mlp, X, y, a)
+    full = gcm.group_gradients(mlp, batch)
+    per_tensor = {n: gcm.gcm_penalty(gcm.GroupGradients([n], {k: (v[i],) for k, v in full.grads.items()},
+                                                         full.sizes)).item()
+                  for i, n in enumerate(full.names)}
+    for kind in ("bias", "weight"):
+        gg = gcm.group_gradients(mlp, batch, kind=kind)
+        assert all(n.endswith(kind) for n in gg.names) and len(gg.names) == 3
+        assert gcm.gcm_penalty(gg).item() == pytest.approx(sum(v for n, v in per_tensor.items()
+                                                               if n.endswith(kind)), rel=1e-6)
+    bias0 = gcm.gcm_loss(1.0, params=gcm.layer_parameters(mlp, 0, "bias"))
+    assert bias0(mlp, batch).item() == pytest.approx(per_tensor["body.1.bias"], rel=1e-6)
+    assert bias0.last["names"] == ["body.1.bias"]
+    # frozen tensors take no gradient and are left out
+    mlp.head.bias.requires_grad_(False)
+    assert "head.bias" not in gcm.group_gradients(mlp, gcm.make_batch(mlp, X, y, a)).names
+    with pytest.raises(ValueError, match="unknown parameter/module names"):
+        gcm.gcm_loss(1.0, params=["body.9"])(mlp, batch)
+    with pytest.raises(ValueError, match="layer indices"):
+        gcm.layer_parameters(mlp, 3)
+
+
+# --- baselines -----------------------------------------------------------------------------------------
+def test_eor_penalty_zero_when_group_rates_equal():
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    a = torch.tensor([0, 0, 1, 0, 1, 1])
+    equal = torch.tensor([[-1.0], [1.0], [0.0], [2.0], [2.0], [2.0]])  # mean p: .5/.5 and σ(2)/σ(2)
+    assert gcm.eor_penalty(equal, y, a).item() == pytest.approx(0.0, abs=1e-7)
+    unequal = equal.clone()
+    unequal[4:] = 0.0  # (a=1, y=1): p = .5
+    assert gcm.eor_penalty(unequal, y, a).item() == pytest.approx(1 / (1 + np.exp(-2)) - 0.5)
+    two = torch.cat([torch.zeros_like(unequal), unequal], 1)  # softmax model: same p
+    assert gcm.eor_penalty(two, y, a).item() == pytest.approx(gcm.eor_penalty(unequal, y, a).item())
+    batch = {"logits": unequal, "y": y, "groups": a}
+    assert gcm.eor_loss(3.0)(None, batch).item() == pytest.approx(3 * (1 / (1 + np.exp(-2)) - 0.5))
+
+
+def test_iga_and_direct_aligning_by_hand():
+    t = torch.tensor
+    grads, batch = {0: [t([1.0, 2.0])], 1: [t([3.0, 0.0])]}, [t([1.0, 1.0])]
+    assert gcm.iga_penalty(grads, batch).item() == pytest.approx(0 + 1 + 4 + 1)
+    assert gcm.iga_penalty(grads, batch, "abs").item() == pytest.approx(0 + 1 + 2 + 1)
+    gg = _gg(HAND)
+    # y0: |1-3| + |-2-1| + |.5+.5| = 6; y1: |-1-.5| + |2-.5| + |1-2| = 4
+    assert gcm.direct_aligning_penalty(gg).item() == pytest.approx(10.0)
+    assert gcm.direct_aligning_penalty(gg, "squared").item() == pytest.approx(4 + 9 + 1 + 2.25 + 2.25 + 1)
+
+
+def test_iga_and_direct_losses_match_numpy_on_logistic_model():
+    X, y, a = _biased(n=50, d=2, seed=4)
+    X = X.astype(np.float64)
+    w, b = [0.2, 0.5], -0.3
+    model = _linear(w, b, torch.float64)
+    batch = gcm.make_batch(model, X, y, a)
+    p = 1 / (1 + np.exp(-(X @ np.asarray(w) + b)))
+
+    def grad(m):
+        r = p[m] - y[m]
+        return np.concatenate([np.mean(r[:, None] * X[m], 0), [r.mean()]])
+
+    g_all = grad(np.ones(len(y), bool))
+    iga = sum(((grad(a == ai) - g_all) ** 2).sum() for ai in (0, 1))
+    assert gcm.iga_loss(2.0)(model, batch).item() == pytest.approx(2 * iga, rel=1e-9)
+    g, _, _ = _numpy_cells(X, y, a, w, b)
+    direct = sum(np.abs(np.concatenate(g[(0, yy)]) - np.concatenate(g[(1, yy)])).sum() for yy in (0, 1))
+    assert gcm.direct_aligning_loss(0.5)(model, batch).item() == pytest.approx(0.5 * direct, rel=1e-9)
+
+
+def test_adversarial_debiasing_projection_and_adversary_update():
+    X, y, a = _biased(n=64, d=3, seed=5)
+    model = _tanh_mlp(d=3, h=4, seed=1)
+    adv = gcm.adversarial_loss(alpha=0.5, lr=0.05)
+    batch = gcm.make_batch(model, X.astype(np.float64), y, a)
+    term = adv(model, batch)  # builds and trains the adversary one step
+    assert term.item() == 0.0 and "adversary_loss" in adv.last
+    before = [q.detach().clone() for q in adv.adversary.parameters()]
+    params = list(model.parameters())
+    z = gcm.binary_logit(batch["logits"])
+    yt, at = batch["y"].double(), batch["groups"]
+    gp = torch.autograd.grad(nn.functional.binary_cross_entropy_with_logits(z, yt), params, retain_graph=True)
+    ga = torch.autograd.grad(adv.adversary_loss(z, batch["y"], at, frozen=True), params, retain_graph=True)
+    model.zero_grad()
+    term.backward()
+    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])  # noqa: E731
+    d = flat([q.grad for q in params])
+    gp, ga = flat(gp), flat(ga)
+    # Zhang et al.: update = ∇L_P − proj_{∇L_A}∇L_P − α∇L_A; the term supplies all but ∇L_P
+    expected = -(gp @ ga) / (ga @ ga) * ga - 0.5 * ga
+    torch.testing.assert_close(d, expected, rtol=1e-8, atol=1e-10)
+    assert abs(float((gp + d + 0.5 * ga) @ ga)) < 1e-8  # the projected part is orthogonal to ∇L_A
+    adv(model, gcm.make_batch(model, X.astype(np.float64), y, a))
+    assert any(not torch.equal(b0, q) for b0, q in zip(before, adv.adversary.parameters()))
+    rev = gcm.adversarial_loss(alpha=0.5, projection=False)
+    out = rev(model, gcm.make_batch(model, X.astype(np.float64), y, a))
+    assert out.item() < 0  # −α·L_A
+
+
+@pytest.mark.filterwarnings("ignore:Setting a value on a Series via .at")  # fairlearn 0.15 on pandas 3
+def test_fairlearn_baselines_run_and_equalise_odds():
+    X, y, a = _biased(n=600, d=4, seed=6)
+    pred, score = gcm.threshold_optimizer_baseline(X, y, a, X, a, seed=0)
+    assert pred.shape == score.shape == y.shape and set(np.unique(pred)) <= {0, 1}
+    assert np.all((score >= 0) & (score <= 1))
+    from sklearn.linear_model import LogisticRegression
+
+    lr_pred = LogisticRegression(max_iter=1000).fit(X, y).predict(X)
+    lr_eo = gcm.report(y, lr_pred, a)["delta_eo"]
+    assert gcm.report(y, pred, a, score)["delta_eo"] < lr_eo
+    pred, score = gcm.exponentiated_gradient_baseline(X, y, a, X, seed=0, max_iter=10)
+    assert pred.shape == y.shape and set(np.unique(pred)) <= {0, 1} and np.all((score >= 0) & (score <= 1))
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+def test_evaluation_numbers_match_fairlearn_and_sklearn():
+    X, y, a = _biased(n=300, d=4, seed=7)
+    model = _linear([0.8, 0.2, -0.1, 0.5], -1.0)
+    r = gcm.evaluate(model, X, y, a)
+    logit = X @ np.array([0.8, 0.2, -0.1, 0.5]) - 1.0
+    pred = (logit > 0).astype(int)
+    assert r["delta_eo"] == pytest.approx(2 * equalized_odds_difference(y, pred, sensitive_features=a,
+                                                                        agg="mean"))
+    assert r["delta_dp"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=a))
+    assert r["ap"] == pytest.approx(average_precision_score(y, logit), rel=1e-6)
+    tpr = [pred[(a == g) & (y == 1)].mean() for g in (0, 1)]
+    assert r["eop"] == pytest.approx(tpr[0] / tpr[1])
+    v = gcm.val_metrics(y, torch.as_tensor(logit[:, None]), a=a)
+    assert set(v) == {"ap", "delta_eo", "eop", "delta_dp"} and v["delta_eo"] == pytest.approx(r["delta_eo"])
+
+
+# --- Table 1 bookkeeping -------------------------------------------------------------------------------
+def test_subgroup_sizes_formula_and_engine_simulation():
+    X, y, a = _biased(n=400, d=2, seed=8)
+    B = 40
+    table = gcm.subgroup_sizes_per_iteration(y, a, B)
+    counts = {f"Z{ai}{yi}": ((a == ai) & (y == yi)).sum() for ai, yi in gcm.CELLS}
+    assert dict(table.loc["standard"]) == pytest.approx({k: B * c / 400 for k, c in counts.items()})
+    assert dict(table.loc["oversampling"]) == {k: 10.0 for k in counts}
+    for sampler in ("shuffle", "group_balanced"):
+        seen = []
+
+        def hook(logits, yb, ids, epoch):
+            seen.append([int(((a[ids] == ai) & (y[ids] == yi)).sum()) for ai, yi in gcm.CELLS])
+
+        train.fit(nn.Linear(2, 1), X, y, epochs=1, batch_size=B, loss="bce", sampler=sampler, groups=a,
+                  select=None, on_logits=hook, optim=train.Optim("sgd", lr=1e-3))
+        seen = np.array(seen)
+        row = "standard" if sampler == "shuffle" else "oversampling"
+        np.testing.assert_allclose(seen.mean(0), table.loc[row].to_numpy())
+        if sampler == "group_balanced":
+            assert (seen == B // 4).all()
+        else:
+            assert seen.std(0).sum() > 0  # shuffled batches vary around the expectation
+
+
+# --- end to end ----------------------------------------------------------------------------------------
+def test_tiny_fit_with_gcm_and_tracker():
+    X, y, a = _biased(n=400, d=4, seed=9)
+    Xv, yv, av = _biased(n=200, d=4, seed=10)
+    torch.manual_seed(0)
+    model = models.MLP(4, (8,), 1)
+    reg, tracker = gcm.gcm_loss(1.0, T=2.0), gcm.DisparityTracker()
+    res = train.fit(model, X, y, epochs=2, steps_per_epoch=4, batch_size=32, loss="bce",
+                    sampler="group_balanced", groups=a, extra_loss=gcm.combine(reg, tracker),
+                    on_epoch_end=tracker.on_epoch_end, optim=train.Optim("adam", lr=1e-2),
+                    val=(Xv, yv), val_metrics=gcm.val_metrics, val_context={"a": av},
+                    select="delta_eo", mode="min")
+    h = res.history
+    assert np.isfinite(h["train_loss"]).all() and np.isfinite(h["val_delta_eo"]).all()
+    assert res.best_epoch == int(h.loc[h["val_delta_eo"].idxmin(), "epoch"])
+    th = tracker.history
+    assert len(th) == 8 and list(th["epoch"]) == [1] * 4 + [2] * 4
+    assert (th[["n_00", "n_01", "n_10", "n_11"]] == 8).all().all()
+    assert np.isfinite(th[["r_y0", "r_y1", "code_y0", "code_y1"]]).all().all()
+    assert float(reg.last["reg"]) > 0
+
+
+@pytest.mark.parametrize("method", gcm.METHODS)
+def test_fit_method_every_method_runs(method):
+    X, y, a = _biased(n=200, d=4, seed=11)
+    torch.manual_seed(0)
+    res = gcm.fit_method(method, models.MLP(4, (6,), 1), X, y, a, val=(X, y, a), epochs=1,
+                         steps_per_epoch=3, batch_size=16, optim=train.Optim("adam", lr=1e-2))
+    assert np.isfinite(res.history["train_loss"]).all() and "val_delta_eo" in res.history
+
+
+def test_fit_method_with_tracker_and_paper_recipe_keys():
+    X, y, a = _biased(n=200, d=4, seed=12)
+    tracker = gcm.DisparityTracker(per_layer=False)
+    epochs_seen = []
+    torch.manual_seed(0)
+    gcm.fit_method("gcm", models.MLP(4, (6,), 1), X, y, a, options={"lam": 0.5, "T": 2, "form": "squared"},
+                   tracker=tracker, epochs=2, steps_per_epoch=3, batch_size=16,
+                   on_epoch_end=lambda e, m, r: epochs_seen.append(e))
+    assert epochs_seen == [1, 2] and list(tracker.history["epoch"]) == [1, 1, 1, 2, 2, 2]
+    assert (tracker.history["n_01"] == 4).all()
+    assert set(gcm.ADULT_FIT) <= set(train.fit.__code__.co_varnames)
+
+
+# --- errors --------------------------------------------------------------------------------------------
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="lam must be"):
+        gcm.gcm_loss(-0.1)
+    with pytest.raises(ValueError, match="T must be"):
+        gcm.gcm_loss(1.0, T=-1)
+    with pytest.raises(ValueError, match="form must be one of paper, squared"):
+        gcm.gcm_loss(1.0, form="l2")
+    with pytest.raises(ValueError, match="kind must be"):
+        gcm.gcm_loss(1.0, kind="gamma")
+    with pytest.raises(ValueError, match="lam must be"):
+        gcm.eor_loss(float("nan"))
+    with pytest.raises(ValueError, match="form must be"):
+        gcm.iga_loss(1.0, form="paper")
+    with pytest.raises(ValueError, match="no option 'T'"):
+        gcm.method_loss("eor", T=2)
+    with pytest.raises(ValueError, match="method must be"):
+        gcm.method_loss("fairmixup")
+    model, batch = _hand_batch()
+    with pytest.raises(ValueError, match="unknown parameter/module names"):
+        gcm.gcm_loss(1.0, params=["layer7"])(model, batch)
+    keep = batch["groups"] == 1
+    part = {"logits": model(batch["x"][keep]), "y": batch["y"][keep], "groups": batch["groups"][keep]}
+    with pytest.raises(ValueError, match=r"\(a=0, y=0\), \(a=0, y=1\).*group_balanced"):
+        gcm.gcm_loss(1.0)(model, part)
+    with pytest.raises(ValueError, match="groups=a"):
+        gcm.gcm_loss(1.0)(model, {**batch, "groups": None})
+    with pytest.raises(ValueError, match="binary"):
+        gcm.gcm_loss(1.0)(model, {**batch, "y": batch["y"] * 2})
+    with pytest.raises(ValueError, match="multiple of 4"):
+        gcm.subgroup_sizes_per_iteration([0, 1], [0, 1], 10)
