@@ -27,7 +27,7 @@ then ``l_1 - l_0``); ``a = 1`` is the privileged group (GCM §2.1). The metrics 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np

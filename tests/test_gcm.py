@@ -326,6 +326,7 @@ def test_adversarial_debiasing_projection_and_adversary_update():
 
 
 @pytest.mark.filterwarnings("ignore:Setting a value on a Series via .at")  # fairlearn 0.15 on pandas 3
+@pytest.mark.filterwarnings("ignore:Setting an item of incompatible dtype")
 def test_fairlearn_baselines_run_and_equalise_odds():
     X, y, a = _biased(n=600, d=4, seed=6)
     pred, score = gcm.threshold_optimizer_baseline(X, y, a, X, a, seed=0)
