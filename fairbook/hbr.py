@@ -184,10 +184,11 @@ def resample(X, y, aum, counts, strategy: str, seed: int, pool: Pool | None = No
             if strategy == "holdout":
                 cand = np.arange(len(where))
             else:
-                if pool.confidence is None:
+                if pool.confidence is None and strategy != "rEDM":
                     raise ValueError(f"{strategy} needs the pool's confidences")
                 target = None if pool.real_confidence is None else pool.real_confidence[c]
-                cand = pool_candidates(strategy, pool.confidence[where], need, target)
+                conf = np.zeros(len(where)) if pool.confidence is None else pool.confidence[where]
+                cand = pool_candidates(strategy, conf, need, target)
             if len(cand) < need:
                 raise ValueError(f"class {c} needs {need} extra samples but the {strategy} pool has "
                                  f"{len(cand)}")
@@ -208,7 +209,10 @@ def resample(X, y, aum, counts, strategy: str, seed: int, pool: Pool | None = No
 
 
 def smote(X, y, counts, seed: int, k_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """imbalanced-learn's SMOTE in pixel space up to ``counts[c]`` samples for the growing classes."""
+    """imbalanced-learn's SMOTE in pixel space up to ``counts[c]`` samples for the growing classes.
+
+    ``seed`` is the resampling seed, so each replicate i gets its own SMOTE draw (the paper calls its
+    SMOTE deterministic; with a fixed seed every replicate would share one synthetic set)."""
     from imblearn.over_sampling import SMOTE
 
     have = np.bincount(y, minlength=len(counts))
@@ -406,12 +410,15 @@ def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) ->
     only one dataset is in memory at a time (CIFAR copies are large)."""
     scores, tests, plans = [], [], []
     base_cache: dict = {}
+    tagged = set()
     for level, parameter, strategy, a, counts, sets in variants:
         easy, hard = metrics.easy_hard_classes(counts)
         key = (level, tuple(easy), tuple(hard))
         if key not in base_cache:
             base_cache[key] = evaluate_pairs(recipe, base_sets(level), test, n_models, n_classes, easy,
                                              hard, k, "base", progress)
+        if (key, parameter) not in tagged:  # the same base models, listed under every setting they serve
+            tagged.add((key, parameter))
             scores.append(base_cache[key].assign(level=level, strategy="none", parameter=parameter))
         res = evaluate_pairs(recipe, sets(), test, n_models, n_classes, easy, hard, k, strategy, progress)
         tag = dict(level=level, strategy=strategy, parameter=parameter)
@@ -420,6 +427,18 @@ def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) ->
         plans.append(plan_table(a, counts).assign(**tag))
     return Study(pd.concat(scores, ignore_index=True), pd.concat(tests, ignore_index=True),
                  pd.concat(plans, ignore_index=True))
+
+
+def metric_changes(study: "Study") -> pd.DataFrame:
+    """Mean of every metric per (setting, strategy, score) minus the mean of the base models of the
+    same setting (Figs. 5, 6, 8: negative = smaller gap for the Δ metrics)."""
+    long = study.scores.melt(id_vars=["parameter", "strategy", "score"], value_vars=list(BIAS_METRICS) + ["avg"],
+                             var_name="metric")
+    means = long.groupby(["parameter", "strategy", "score", "metric"], sort=False)["value"].mean().reset_index()
+    base = means[means.strategy == "none"].drop(columns="strategy").rename(columns={"value": "base"})
+    out = means[means.strategy != "none"].merge(base, on=["parameter", "score", "metric"], validate="many_to_one")
+    out["change"] = out["value"] - out["base"]
+    return out
 
 
 def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[float],
@@ -500,6 +519,9 @@ def check_parameters(values: dict) -> None:
     if any(s in POOL_STRATEGIES for s in values["cs1_strategies"]):
         bad("cs1_strategies", "generated pools belong to case study 2 (the paper: retraining a generator "
                               "per pruned dataset is out of scope)")
+    if values["pool"] == "ddpm" and values["pool_per_class"] == 0 and any(
+            s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+        bad("pool_per_class", "a generated pool needs a size: 0 (all) only applies to an EDM file")
     if values["pool"] != "ddpm" and any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
         if resolve_pool(values["pool"], values.get("data_root") or None) is None:
             bad("pool", "must be 'ddpm' (generate with fairbook.generative) or an EDM-style .npz (keys image, "

@@ -490,3 +490,24 @@ def test_generated_pool_trains_once_and_samples_the_asked_classes(tmp_path, monk
     again = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, ddim_steps=2, guidance=1.0,
                                log=logs.append)
     assert np.array_equal(imgs, again[0]) and sum("cache hit" in m for m in logs) == 2
+
+
+def test_metric_changes_cover_every_alpha():
+    """Base models are shared by every α (same easy/hard split); each α still gets its own changes."""
+    X, y = _images(240, n_classes=3, seed=3)
+    test = _images(90, n_classes=3, seed=4)
+    recipe = hbr.Recipe(widths=(8,), epochs=1, batch_size=32)
+    aum = np.random.default_rng(0).normal(1.0, 0.3, len(y))
+    cs2 = hbr.case_study_2(recipe, X, y, aum, np.array([1.0, 1.5, 2.5]), test, [1.0, 0.5], ["random"], 2, 1,
+                           3, 1)
+    ch = hbr.metric_changes(cs2)
+    assert sorted(ch.parameter.unique()) == [0.5, 1.0]
+    sc = cs2.scores
+    for alpha in (0.5, 1.0):
+        row = ch[(ch.parameter == alpha) & (ch.score == "recall") & (ch.metric == "delta_m")].iloc[0]
+        res = sc[(sc.strategy == "random") & (sc.parameter == alpha) & (sc.score == "recall")].delta_m.mean()
+        base = sc[(sc.strategy == "none") & (sc.parameter == alpha) & (sc.score == "recall")].delta_m.mean()
+        assert row.change == pytest.approx(res - base)
+    # the base models were trained once: their rows are identical under both α
+    b = sc[sc.strategy == "none"]
+    assert np.array_equal(b[b.parameter == 0.5].delta_m.values, b[b.parameter == 1.0].delta_m.values)

@@ -111,12 +111,19 @@ class ConditionalDDPM:
         if not (path / "fairbook.json").is_file():
             raise FileNotFoundError(f"{path} holds no saved generator (fairbook.json missing)")
         meta = json.loads((path / "fairbook.json").read_text())
-        cfg = meta["config"]
+        cfg = {**_BEFORE_OPTIONS, **meta["config"]}  # generators saved before these options existed
         cfg["channels"] = tuple(cfg["channels"])
         unet = UNet2DModel.from_pretrained(path / "unet", local_files_only=True).to(resolve_device(device))
         sched = DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True)
         return cls(unet.eval(), sched, DDPMConfig(**cfg), meta["n_conditions"],
                    tuple(meta["image_shape"]), meta["history"])
+
+
+#: What a generator saved before patch folding, v-prediction, EMA, min-SNR and the lr schedule used.
+_BEFORE_OPTIONS = {"patch": 1, "prediction_type": "epsilon", "ema_decay": 0.0, "snr_gamma": 0.0,
+                   "lr_schedule": "constant", "warmup": 0}
+#: Changes whenever sampling itself changes, so that cached pools are not reused across versions.
+SAMPLER_VERSION = "ddim-trailing-1"
 
 
 def _pad(size: int, multiple: int) -> int:
@@ -191,7 +198,7 @@ def train_ddpm(X, cond, n_conditions: int, config: DDPMConfig = DDPMConfig(), de
         target = noise if config.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
         err = (_unfold(pred, config.patch) - target).pow(2).mean(dim=(1, 2, 3))
         if config.snr_gamma > 0:  # min-SNR-gamma weights (Hang et al. 2023, their eq. for eps / v)
-            snr = compute_snr(sched, t)
+            snr = compute_snr(sched, t).clamp_min(1e-12)
             w = snr.clamp(max=config.snr_gamma) / (snr if config.prediction_type == "epsilon" else snr + 1)
             err = err * w
         loss = err.mean()
@@ -359,8 +366,8 @@ def cached_pool(model: ConditionalDDPM, n_per_condition: int, steps: int = 50, g
     if model.cache_path is None:
         labels = np.repeat(conds, n_per_condition)
         return sample(model, labels, steps=steps, guidance=guidance, seed=seed), labels
-    key = hashlib.sha256(json.dumps([int(n_per_condition), int(steps), float(guidance), int(seed),
-                                     conds.tolist()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([SAMPLER_VERSION, int(n_per_condition), int(steps), float(guidance),
+                                     int(seed), conds.tolist()]).encode()).hexdigest()[:16]
     path = model.cache_path / "pools" / f"{key}.npz"
     if path.is_file():
         if log:
