@@ -854,11 +854,14 @@ def report(y, y_pred, a, scores=None, nan_ok: bool = True) -> dict[str, float]:
     """GCM's numbers for one set of predictions (all from :func:`fairbook.metrics.group_report`):
 
     ``ap`` (AP of ``scores``, §4.1), ``delta_eo`` (ΔEO = |ΔTPR| + |ΔFPR|, eq. 2), ``eop``
-    (TPR_0/TPR_1, eq. 1, not folded; the authors' code reports min/max of the two TPRs), ``delta_dp``
-    (ΔDP), ``acc``, ``delta_tpr``, ``delta_fpr``. Undefined values are NaN (``nan_ok``).
+    (TPR_0/TPR_1, eq. 1, not folded), ``eop_folded`` (min/max of the two TPRs, as the authors' code
+    reports it: 1 = equal, higher is fairer), ``delta_dp`` (ΔDP), ``acc``, ``delta_tpr``,
+    ``delta_fpr``. Undefined values are NaN (``nan_ok``).
     """
     r = metrics.group_report(y, y_pred, a, scores=scores, nan_ok=nan_ok)
-    out = {"ap": r.get("ap", float("nan")), "delta_eo": r["eo_sum"], "eop": r["eop"],
+    eop = r["eop"]
+    folded = min(eop, 1 / eop) if np.isfinite(eop) and eop > 0 else (0.0 if eop == 0 else float("nan"))
+    out = {"ap": r.get("ap", float("nan")), "delta_eo": r["eo_sum"], "eop": eop, "eop_folded": folded,
            "delta_dp": r["dp_diff"], "acc": r["acc"], "delta_tpr": r["delta_tpr"],
            "delta_fpr": r["delta_fpr"]}
     return out
@@ -905,3 +908,22 @@ def subgroup_sizes_per_iteration(y, a, batch_size: int) -> pd.DataFrame:
     n = len(y)
     return pd.DataFrame([{k: batch_size * c / n for k, c in counts.items()},
                          {k: batch_size / 4 for k in counts}], index=["standard", "oversampling"])
+
+
+# --- the chapter's parameter checks ----------------------------------------------------------------------
+def check_parameters(values: dict) -> None:
+    """Conditions between the GCM chapter's parameters, checked before any kernel starts
+    (:mod:`fairbook.runner`)."""
+    from .params import ParameterError
+
+    def bad(name, msg):
+        raise ParameterError(f"parameter '{name}' of chapter 'gcm': {msg}; got {values[name]!r}")
+
+    if "batch_size" in values and values["batch_size"] % 4:
+        bad("batch_size", "must be a multiple of 4 (group-balanced batches hold batch_size/4 per (a, y) cell)")
+    for name in ("temperatures", "gcm_lams", "eor_lams", "adv_alphas", "layer_lams", "iga_lams",
+                 "direct_lams", "image_gcm_lams", "image_eor_lams"):
+        if name in values and len(values[name]) == 0:
+            bad(name, "needs at least one value")
+    if "image_seeds" in values and "n_seeds" in values and values["image_seeds"] > values["n_seeds"]:
+        bad("image_seeds", f"cannot exceed n_seeds = {values['n_seeds']} (Table 5 uses the first seeds)")

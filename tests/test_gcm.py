@@ -458,3 +458,16 @@ def test_bad_inputs_raise_clear_errors():
         gcm.gcm_loss(1.0)(model, {**batch, "y": batch["y"] * 2})
     with pytest.raises(ValueError, match="multiple of 4"):
         gcm.subgroup_sizes_per_iteration([0, 1], [0, 1], 10)
+
+
+def test_check_parameters_rejects_impossible_values():
+    from fairbook.params import ParameterError
+
+    ok = {"batch_size": 200, "temperatures": [0.0, 2.0], "gcm_lams": [0.1], "n_seeds": 3, "image_seeds": 2}
+    gcm.check_parameters(ok)
+    with pytest.raises(ParameterError, match="batch_size"):
+        gcm.check_parameters({**ok, "batch_size": 202})
+    with pytest.raises(ParameterError, match="gcm_lams"):
+        gcm.check_parameters({**ok, "gcm_lams": []})
+    with pytest.raises(ParameterError, match="image_seeds"):
+        gcm.check_parameters({**ok, "image_seeds": 4})
