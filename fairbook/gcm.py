@@ -210,9 +210,14 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor], create_graph: boo
     return tuple(torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params))
 
 
+def _separable(model: nn.Module, batch: Mapping[str, Any]) -> bool:
+    """A separate forward per cell gives the same gradients (no batch statistics, inputs at hand)."""
+    return "x" in batch and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Sequence[str] | None = None,
-                    kind: str = "all", create_graph: bool = False,
-                    require_all: bool = True) -> GroupGradients:
+                    kind: str = "all", create_graph: bool = False, require_all: bool = True,
+                    per_group_forward: bool = False) -> GroupGradients:
     """The gradients of the four (a, y) groups, ``g^{A=a,Y=y} = ∂L^{A=a,Y=y}/∂w`` (GCM eq. 7).
 
     ``L^{A=a,Y=y}`` is the mean binary cross-entropy over the batch's samples of cell (a, y), taken from
@@ -233,15 +238,28 @@ def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Seque
         backward; GCM's regulariser). ``False`` for measurements.
     require_all : bool
         Raise if a cell is empty (default); otherwise empty cells are absent from ``grads``.
+    per_group_forward : bool
+        Run the model once more on each cell's rows (``batch["x"]``) instead of slicing the batch's
+        logits, as the authors' code does. Same values for models without batch statistics, but
+        each cell's backward (and double backward) then touches only its own rows instead of the
+        whole batch: about 1.5x faster for GCM on the Adult MLP (``benchmarks/gcm.py``).
     """
     named = select_parameters(model, params, kind)
     z, y, a = _unpack(batch)
-    per_sample = F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="none")
     ps = [p for _, p in named]
     grads, sizes = {}, {cell: 0 for cell in CELLS}
+    if per_group_forward and "x" not in batch:
+        raise ValueError("per_group_forward needs the batch's inputs (batch['x'])")
+    per_sample = None if per_group_forward else F.binary_cross_entropy_with_logits(
+        z, y.to(z.dtype), reduction="none")
     for cell, m in cell_masks(y, a, require_all).items():
         sizes[cell] = int(m.sum())
-        grads[cell] = _grads(per_sample[m].mean(), ps, create_graph)
+        if per_group_forward:
+            zc = binary_logit(model(batch["x"][m]))
+            loss = F.binary_cross_entropy_with_logits(zc, y[m].to(zc.dtype))
+        else:
+            loss = per_sample[m].mean()
+        grads[cell] = _grads(loss, ps, create_graph)
     return GroupGradients([n for n, _ in named], grads, sizes)
 
 
@@ -505,7 +523,8 @@ class GCMLoss:
         if self.lam == 0:
             select_parameters(model, self.params, self.kind)  # still validate the names
             return batch["logits"].new_zeros(())
-        gg = group_gradients(model, batch, params=self.params, kind=self.kind, create_graph=True)
+        gg = group_gradients(model, batch, params=self.params, kind=self.kind, create_graph=True,
+                             per_group_forward=_separable(model, batch))
         conf = group_confidence(batch)
         w = confidence_weights(conf, self.T)
         reg = gcm_penalty(gg, w, self.form)
@@ -638,7 +657,8 @@ def direct_aligning_loss(lam: float, form: str = "abs", params: Sequence[str] | 
     def extra_loss(model, batch):
         if lam == 0:
             return batch["logits"].new_zeros(())
-        gg = group_gradients(model, batch, params=params, kind=kind, create_graph=True)
+        gg = group_gradients(model, batch, params=params, kind=kind, create_graph=True,
+                             per_group_forward=_separable(model, batch))
         return lam * direct_aligning_penalty(gg, form)
 
     return extra_loss

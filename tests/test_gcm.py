@@ -471,3 +471,25 @@ def test_check_parameters_rejects_impossible_values():
         gcm.check_parameters({**ok, "gcm_lams": []})
     with pytest.raises(ParameterError, match="image_seeds"):
         gcm.check_parameters({**ok, "image_seeds": 4})
+
+
+def test_per_group_forward_gives_the_same_gradients_and_penalty_gradient():
+    """The authors' separate forward per cell equals slicing the batch's logits for an MLP."""
+    torch.manual_seed(0)
+    model = models.MLP(5, (6,), 1)
+    x = torch.randn(40, 5)
+    y = torch.tensor([0, 1] * 20)
+    a = torch.tensor([0] * 20 + [1] * 20)
+    batch = gcm.make_batch(model, x, y, a)
+    shared = gcm.group_gradients(model, batch, create_graph=True)
+    split = gcm.group_gradients(model, batch, create_graph=True, per_group_forward=True)
+    for cell in gcm.CELLS:
+        for g1, g2 in zip(shared.grads[cell], split.grads[cell]):
+            assert torch.allclose(g1, g2, atol=1e-6)
+    p1 = gcm.gcm_penalty(shared, form="squared")
+    p2 = gcm.gcm_penalty(split, form="squared")
+    d1 = torch.autograd.grad(p1, list(model.parameters()))
+    d2 = torch.autograd.grad(p2, list(model.parameters()))
+    assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(d1, d2))
+    with pytest.raises(ValueError, match="batch\\['x'\\]"):
+        gcm.group_gradients(model, {k: v for k, v in batch.items() if k != "x"}, per_group_forward=True)
