@@ -56,3 +56,26 @@ def test_mime_image_path_on_a_tiny_fairface(tmp_path, monkeypatch):
     assert set(groups[["majority", "minority"]].iloc[0]) == {"White", "Black"}
     assert list(run.provenance["data"]) == ["fairface"]
     assert len(pd.read_csv(run.path / "results" / "real_table1.csv")) == 1
+
+
+def test_hbr_paper_path_on_a_tiny_cifar10(tmp_path, monkeypatch):
+    """The paper profile's code path — CIFAR-10 from a data root, the CIFAR ResNet-18 with crop/flip and
+    channel standardisation, an EDM-format pool found under the data root — on tiny files."""
+    import numpy as np
+    import pandas as pd
+    from test_data_fullscale import make_cifar10
+
+    root = make_cifar10(tmp_path / "data")
+    (root / "edm").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(root / "edm" / "pool.npz", image=rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8),
+             label=np.repeat(np.arange(10), 200))
+    monkeypatch.setenv("FAIRBOOK_RUNS", str(tmp_path / "runs"))
+    run = runner.run("hbr", "smoke", {
+        "dataset": "cifar10", "data_root": str(root), "model": "resnet18", "epochs": "2", "batch_size": "32",
+        "milestones": "1", "augment": "true", "normalize": "true", "n_aum_models": "1", "n_per_class": "0",
+        "n_test": "0", "cs1_strategies": "random", "prune_rates": "0.5", "cs2_strategies": "hEDM",
+        "pool": "edm/pool.npz", "pool_per_class": "0"}, log=lambda m: None)
+    assert set(run.provenance["data"]) == {"cifar10", "pool"}
+    tests = pd.read_csv(run.path / "results" / "cs2_ttests.csv")
+    assert set(tests.strategy) == {"hEDM"} and len(pd.read_csv(run.path / "results" / "cs1_scores.csv")) == 2 * 2 * 2
