@@ -483,20 +483,26 @@ def gcm_penalty(gg: GroupGradients, weights: Mapping[tuple[int, int], Any] | Non
     ``create_graph=True``.
     """
     _check_choice("form", form, FORMS)
-    for cell in CELLS:
-        if cell not in gg.grads:
-            raise ValueError(f"gcm_penalty needs the gradients of all four (a, y) cells; missing {cell}")
     total = None
-    for yy in (0, 1):
+    for yy, g0, g1 in _cell_pairs(gg, "gcm_penalty"):
         w0 = 1.0 if weights is None else weights[(0, yy)]
         w1 = 1.0 if weights is None else weights[(1, yy)]
-        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
-            if form == "paper":
-                term = (w0 * g0.abs() - w1 * g1.abs()).abs().sum()
-            else:
-                term = (w0 * g0.pow(2) - w1 * g1.pow(2)).abs().sum()
-            total = term if total is None else total + term
+        if form == "paper":
+            term = (w0 * g0.abs() - w1 * g1.abs()).abs().sum()
+        else:
+            term = (w0 * g0.pow(2) - w1 * g1.pow(2)).abs().sum()
+        total = term if total is None else total + term
     return total
+
+
+def _cell_pairs(gg: GroupGradients, who: str):
+    """(y, g^{A=0,Y=y}, g^{A=1,Y=y}) for every parameter tensor and y ∈ {0, 1}; all four cells needed."""
+    for cell in CELLS:
+        if cell not in gg.grads:
+            raise ValueError(f"{who} needs the gradients of all four (a, y) cells; missing {cell}")
+    for yy in (0, 1):
+        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
+            yield yy, g0, g1
 
 
 class GCMLoss:
@@ -636,15 +642,11 @@ def direct_aligning_penalty(gg: GroupGradients, form: str = "abs") -> torch.Tens
     matches the signed gradients, directions included (Fig. 3).
     """
     _check_choice("form", form, ALIGN_FORMS)
-    for cell in CELLS:
-        if cell not in gg.grads:
-            raise ValueError(f"direct aligning needs all four (a, y) cells; missing {cell}")
     total = None
-    for yy in (0, 1):
-        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
-            d = g0 - g1
-            term = (d.abs() if form == "abs" else d.pow(2)).sum()
-            total = term if total is None else total + term
+    for _, g0, g1 in _cell_pairs(gg, "direct aligning"):
+        d = g0 - g1
+        term = (d.abs() if form == "abs" else d.pow(2)).sum()
+        total = term if total is None else total + term
     return total
 
 

@@ -16,7 +16,9 @@ scheme in :mod:`fairbook.stats`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -531,9 +533,6 @@ def check_parameters(values: dict) -> None:
 def resolve_pool(pool: str, data_root: str | None = None):
     """The EDM ``.npz`` named by ``pool``: as given, else under ``data_root``, else under
     ``$FAIRBOOK_DATA``; None when it is in none of these places."""
-    import os
-    from pathlib import Path
-
     bases = [Path()] + [Path(b) for b in (data_root, os.environ.get("FAIRBOOK_DATA")) if b]
     for base in bases:
         path = (base / Path(pool).expanduser()).resolve()
