@@ -592,6 +592,10 @@ def cifar10s_bias(y_pred: Any, a: Any, n_classes: int | None = None, per_class: 
     meaningful if they do not. GCM Table 6 prints the **negated** value (−0.074 for Vanilla;
     "Bias ↑", higher is fairer); this function returns the positive bias.
 
+    On the ``test`` split of ``skewed-color-mnist`` / ``skewed-color-fashion-mnist`` (every image once
+    in colour, once in gray) call ``cifar10s_bias(pred, ds.groups["color"], n_classes=10)``; with
+    two prediction vectors, ``cifar10s_bias(np.r_[pred_color, pred_gray], np.r_[ones, zeros])``.
+
     Parameters
     ----------
     y_pred : array-like of int, shape (n,)

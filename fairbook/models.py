@@ -5,6 +5,7 @@
 * :func:`cifar_resnet18` — HBR's "LowRes" ResNet-18: 3x3 stride-1 stem, no max-pool.
 * :func:`resnet` — torchvision ResNet-18/34 for 224-pixel inputs (MIME, AIM-Fair), optionally from a
   local weights file (safetensors or a state dict loaded with ``weights_only=True``).
+* :func:`alexnet` — torchvision AlexNet, GCM's CelebA network (GCM §4.1), local weights likewise.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18, resnet34
+from torchvision.models import alexnet as tv_alexnet, resnet18, resnet34
 
 
 class MLP(nn.Module):
@@ -89,34 +90,55 @@ def resnet(depth: int = 18, num_classes: int = 2, weights: str | Path | None = N
     if depth not in builders:
         raise ValueError(f"depth must be 18 or 34, got {depth}")
     model = builders[depth](weights=None, num_classes=num_classes)
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    return model if weights is None else _load_local(model, weights, "fc.", f"ResNet-{depth}")
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"weights {path} hold a {type(state).__name__}, not a state dict")
-        if state.get("fc.weight") is not None and state["fc.weight"].shape[0] != num_classes:
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise ValueError(f"weights {path} do not fit ResNet-{depth}: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+
+def alexnet(num_classes: int = 1, weights: str | Path | None = None) -> nn.Module:
+    """torchvision AlexNet (Krizhevsky et al. 2012) with a ``num_classes`` head: GCM's network for
+    CelebA (GCM §4.1, "AlexNet"; one logit for a binary target). Its adaptive 6x6 average pool
+    accepts any input of at least 63x63 pixels (64x64 crops as well as 224x224).
+
+    ``weights``: a local file as in :func:`resnet` (nothing is downloaded); a head
+    (``classifier.6``) of another size is dropped and the new head keeps its fresh initialisation.
+    """
+    model = tv_alexnet(weights=None, num_classes=num_classes)
+    return model if weights is None else _load_local(model, weights, "classifier.6.", "AlexNet")
+
+
+def _load_local(model: nn.Module, weights: str | Path, head_prefix: str, arch: str) -> nn.Module:
+    """Load a local ``.safetensors`` / state-dict file into ``model``; a head (``head_prefix``) of
+    another size is dropped, anything else that does not fit raises."""
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    head_w = state.get(head_prefix + "weight")
+    if head_w is not None and head_w.shape[0] != model.state_dict()[head_prefix + "weight"].shape[0]:
+        state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(head_prefix) for k in missing):
+        raise ValueError(f"weights {path} do not fit {arch}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
     return model
 
 
 def head(model: nn.Module) -> nn.Linear:
-    """The final linear layer (``head`` of MLP/SmallCNN, ``fc`` of ResNets)."""
-    for name in ("head", "fc"):
-        layer = getattr(model, name, None)
+    """The final linear layer (``head`` of MLP/SmallCNN, ``fc`` of ResNets, ``classifier[-1]`` of
+    AlexNet)."""
+    classifier = getattr(model, "classifier", None)
+    last = classifier[-1] if isinstance(classifier, nn.Sequential) and len(classifier) else None
+    for layer in (getattr(model, "head", None), getattr(model, "fc", None), last):
         if isinstance(layer, nn.Linear):
             return layer
-    raise ValueError(f"{type(model).__name__} has no final linear layer named 'head' or 'fc'")
+    raise ValueError(f"{type(model).__name__} has no final linear layer named 'head', 'fc' or "
+                     "'classifier[-1]'")
 
 
 @torch.no_grad()

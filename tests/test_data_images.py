@@ -338,3 +338,92 @@ def test_bad_options(name, options, words):
 def test_bad_split():
     with pytest.raises(ValueError, match="split got 'dev'.*train, val, test, all"):
         images.load_digits("dev", None, 0)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10S analog
+@pytest.fixture(scope="module")
+def skewed():
+    return {s: data.load("skewed-color-mnist", split=s, seed=0) for s in ("train", "val", "test")}
+
+
+def _is_gray(X):
+    return (X[:, 0] == X[:, 1]).all((1, 2)) & (X[:, 1] == X[:, 2]).all((1, 2))
+
+
+def test_skewed_color_mnist_shapes_and_skew(skewed, mnist_all):
+    tr, va, te = skewed["train"], skewed["val"], skewed["test"]
+    assert [len(tr), len(va), len(te)] == [3000, 1000, 2000]       # test: 1,000 images twice
+    for ds in (tr, va, te):
+        assert ds.X.shape[1:] == (3, 28, 28) and ds.X.dtype == np.float32 and ds.y.dtype == np.int64
+        assert ds.groups["color"].dtype == np.int64 and ds.groups["pair"].dtype == np.int64
+        assert ds.classes == [str(d) for d in range(10)] and ds.semi_synthetic
+        assert ds.group_names["color"] == ("gray", "color") and ds.name == "skewed-color-mnist"
+        assert 0 <= ds.X.min() and ds.X.max() <= 1
+        np.testing.assert_array_equal(ds.y, mnist_all.y[ds.groups["pair"]])
+    for ds in (tr, va):                                           # exact per class up to rounding
+        frac = np.array([ds.groups["color"][ds.y == c].mean() for c in range(10)])
+        np.testing.assert_allclose(frac, [0.95] * 5 + [0.05] * 5, atol=0.011)
+    frac = np.array([te.groups["color"][te.y == c].mean() for c in range(10)])
+    np.testing.assert_array_equal(frac, 0.5)                      # balanced test
+    # gray really gray, colour really coloured (every digit has ink)
+    a = tr.groups["color"]
+    assert _is_gray(tr.X[a == 0]).all() and not _is_gray(tr.X[a == 1]).any()
+    np.testing.assert_array_equal(tr.X[a == 0, 0], mnist_all.X[tr.groups["pair"][a == 0], 0])
+    # the hue does not depend on the class: colour images of every class cover the colour wheel
+    lead = tr.X[a == 1].sum((2, 3)).argmax(1)                     # dominant channel R, G or B
+    assert all(len(np.unique(lead[tr.y[a == 1] == c])) == 3 for c in range(5))
+
+
+def test_skewed_color_mnist_test_pairs(skewed, mnist_all):
+    te = skewed["test"]
+    n = len(te) // 2
+    a, pair = te.groups["color"], te.groups["pair"]
+    np.testing.assert_array_equal(a, np.r_[np.ones(n, int), np.zeros(n, int)])
+    np.testing.assert_array_equal(pair[:n], pair[n:])
+    assert len(np.unique(pair)) == n
+    np.testing.assert_array_equal(te.y[:n], te.y[n:])
+    color, gray = te.X[:n], te.X[n:]
+    assert _is_gray(gray).all() and not _is_gray(color).any()
+    np.testing.assert_array_equal(gray[:, 0], mnist_all.X[pair[n:], 0])
+    # identical up to colour: the saturated tint keeps the intensity in its brightest channel
+    np.testing.assert_allclose(color.max(1), gray[:, 0], rtol=1e-6)
+    assert ((color > 0).any(1) == (gray[:, 0] > 0)).all()
+    ideal = np.r_[te.y[:n], te.y[n:]]                             # a perfect classifier has Bias 0
+    from fairbook.metrics import cifar10s_bias
+    assert cifar10s_bias(ideal, a, n_classes=10) == 0
+
+
+def test_skewed_color_mnist_determinism_options_and_all(skewed):
+    again = data.load("skewed-color-mnist", split="train", seed=0)
+    np.testing.assert_array_equal(again.X, skewed["train"].X)
+    np.testing.assert_array_equal(again.groups["color"], skewed["train"].groups["color"])
+    other = data.load("skewed-color-mnist", split="train", seed=1)
+    assert not np.array_equal(other.groups["pair"], skewed["train"].groups["pair"])
+    al = data.load("skewed-color-mnist", split="all", seed=0)
+    for k in ("color", "pair"):
+        np.testing.assert_array_equal(al.groups[k], np.concatenate(
+            [skewed[s].groups[k] for s in ("train", "val", "test")]))
+    np.testing.assert_array_equal(al.X[:3000], skewed["train"].X)
+    for skew in (0.0, 1.0):
+        ds = data.load("skewed-color-mnist", split="val", seed=0, skew=skew)
+        np.testing.assert_array_equal(ds.groups["color"], (ds.y < 5) == bool(skew))
+    half = data.load("skewed-color-mnist", split="train", seed=0, skew=0.5)
+    assert all(abs(half.groups["color"][half.y == c].mean() - 0.5) < 0.01 for c in range(10))
+
+
+def test_skewed_color_fashion_mnist_registered():
+    assert {"skewed-color-mnist", "skewed-color-fashion-mnist"} <= set(data.names())
+    assert data.source_files("skewed-color-fashion-mnist") == data.source_files("fashion-mnist")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"skew": 1.5}, ["skewed-color-mnist", "skew", "1.5", "[0, 1]"]),
+    ({"skew": "high"}, ["skew", "'high'", "[0, 1]"]),
+    ({"bias": 0.9}, ["unknown option 'bias'", "skew, val_fraction"]),
+    ({"val_fraction": 1.0}, ["val_fraction", "1.0", "[0, 1)"]),
+])
+def test_skewed_color_mnist_bad_options(options, words):
+    with pytest.raises(ValueError) as err:
+        data.load("skewed-color-mnist", split="train", **options)
+    for w in words:
+        assert w in str(err.value)

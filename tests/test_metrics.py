@@ -389,6 +389,19 @@ def test_cifar10s_bias_properties_and_degenerate():
         M.cifar10s_bias([0, 1], [1, 1])
 
 
+def test_cifar10s_bias_validates_inputs():
+    with pytest.raises(ValueError, match="same length"):
+        M.cifar10s_bias([0, 1, 2], [1, 0])
+    with pytest.raises(ValueError, match="n_classes=3"):
+        M.cifar10s_bias([0, 3], [1, 0], n_classes=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        M.cifar10s_bias([0, -1], [1, 0], n_classes=3)
+    with pytest.raises(ValueError, match="binary"):
+        M.cifar10s_bias([0, 1, 1], [1, 0, 2])
+    with pytest.raises(ValueError, match="integer"):
+        M.cifar10s_bias([0.5, 1], [1, 0])
+
+
 # --- the report ----------------------------------------------------------------------------------------------
 def test_group_report_is_consistent():
     y, p, a, score = _random_binary(5)

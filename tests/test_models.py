@@ -1,9 +1,9 @@
 """Unit tests of fairbook.models: MLP / SmallCNN / ResNets, local weights, head() and penultimate()."""
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18, resnet34 as tv_resnet34
+from torchvision.models import alexnet as tv_alexnet, resnet18 as tv_resnet18, resnet34 as tv_resnet34
 from torchvision.models.resnet import BasicBlock
 
 from fairbook import models as M
@@ -259,6 +259,31 @@ def test_resnet_missing_weights_file(tmp_path):
         M.resnet(18, weights=tmp_path / "nope.safetensors")
     with pytest.raises(FileNotFoundError):
         M.resnet(18, weights=tmp_path)                           # a directory is not a file
+
+
+# ------------------------------------------------------------------------------------- alexnet
+
+def test_alexnet_shapes_params_head_and_local_weights(tmp_path):
+    torch.manual_seed(0)
+    model = M.alexnet().eval()                                    # GCM CelebA: one logit
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+        assert model(torch.randn(2, 3, 224, 224)).shape == (2, 1)
+    assert n_params(model) == n_params(tv_alexnet(weights=None, num_classes=1))
+    # torchvision's 1000-class AlexNet has 61,100,840 parameters; the 1-logit head saves 4097 * 999
+    assert n_params(model) == 61_100_840 - 4097 * 999
+    assert M.head(model) is model.classifier[6]
+    path = tmp_path / "a.safetensors"                             # 1000-class weights: head dropped
+    save_file(_randomised(tv_alexnet(weights=None)).state_dict(), str(path))
+    loaded = M.alexnet(num_classes=1, weights=path)
+    _assert_state_equal(loaded.state_dict(), load_file(str(path)), skip="classifier.6.")
+    with pytest.raises(ValueError, match="do not fit AlexNet"):
+        M.alexnet(weights=_saved(M.resnet(18, num_classes=1), tmp_path / "r.pt"))
+
+
+def _saved(model: nn.Module, path):
+    torch.save(model.state_dict(), path)
+    return path
 
 
 # ----------------------------------------------------------------------- head and penultimate

