@@ -48,7 +48,7 @@ class DDPMConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule: better than linear at 28x28
     prediction_type: str = "v_prediction"
-    steps: int = 700
+    steps: int = 500
     batch_size: int = 96
     lr: float = 2e-3
     lr_schedule: str = "cosine"
