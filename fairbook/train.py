@@ -1,9 +1,19 @@
 """The one training engine of the book: :func:`fit`.
 
 Data kept in memory as tensors is batched by indexing (no DataLoader, the fast path); a
-``torch.utils.data.Dataset`` that yields ``(x, y, index)`` goes through a DataLoader. Batches are
-shuffled, or *group balanced*: every step draws ``batch_size / 4`` samples from each of the four
-(a, y) cells (GCM's per-group batches, oversampling).
+``torch.utils.data.Dataset`` that yields ``(x, y, index)`` goes through a DataLoader. Samplers
+(``sampler=``), the two group samplers needing ``groups`` = the sensitive attribute a:
+
+* ``shuffle`` — a fresh permutation per pass over the data;
+* ``group_balanced`` — every step draws ``batch_size / n_cells`` samples, with replacement, from
+  each (a, y) cell: four cells for binary a and y (GCM's per-group batches, oversampling), any
+  number for multi-class y or many-valued a;
+* ``independent`` — the uniform resampling of Kamiran & Calders (2012, "Data preprocessing
+  techniques for classification without discrimination", KAIS 33) as in dalex's
+  ``resample(type="uniform")`` (Baniecki et al. 2021, JMLR 22) and GCM's ΔDP extension: every step
+  draws ``batch_size * P(a) * P(y)`` samples, with replacement and uniformly within the cell, from
+  each (a, y) cell (P the training marginals), so a and y are independent in the batches and their
+  marginals are kept. The counts are rounded by largest remainder to add up to ``batch_size``.
 
 Hooks, all optional and free when unused:
 
@@ -158,13 +168,45 @@ def evaluate(model: nn.Module, X, y=None, metrics: Callable | None = None, batch
     return out
 
 
+SAMPLERS = ("shuffle", "group_balanced", "independent")
+
+
 def _cells(y: torch.Tensor, a: torch.Tensor) -> list[torch.Tensor]:
-    cells = [torch.nonzero((a == ai) & (y == yi)).squeeze(1) for ai in (0, 1) for yi in (0, 1)]
-    empty = [f"(a={ai}, y={yi})" for (ai, yi), c in zip([(0, 0), (0, 1), (1, 0), (1, 1)], cells)
-             if len(c) == 0]
+    """Sample indices of every (a, y) cell, a then y ascending ((0, 0), (0, 1), (1, 0), (1, 1) for
+    binary a, y); every pair of an observed a and an observed y must hold samples."""
+    keys = [(ai, yi) for ai in torch.unique(a).tolist() for yi in torch.unique(y).tolist()]
+    cells = [torch.nonzero((a == ai) & (y == yi)).squeeze(1) for ai, yi in keys]
+    empty = [f"(a={ai}, y={yi})" for (ai, yi), c in zip(keys, cells) if len(c) == 0]
     if empty:
-        raise ValueError(f"group-balanced batches need samples in every (a, y) cell; empty: {empty}")
+        raise ValueError(f"group samplers need samples in every (a, y) cell; empty: {empty}")
     return cells
+
+
+def independent_counts(y, a, batch_size: int) -> list[int]:
+    """Per-cell batch counts of ``sampler="independent"``: ``batch_size * P(a) * P(y)`` (Kamiran &
+    Calders 2012) for the cells of :func:`_cells` in their order, rounded by largest remainder (ties
+    to the earlier cell) so they add up to ``batch_size``; computed in exact integer arithmetic."""
+    a, y = _as_tensor(a).long(), _as_tensor(y).long()
+    n2 = len(y) ** 2
+    num = [batch_size * int(na) * int(ny) for na in torch.unique(a, return_counts=True)[1]
+           for ny in torch.unique(y, return_counts=True)[1]]      # batch_size P(a) P(y) = num / n²
+    counts = [k // n2 for k in num]
+    for i in sorted(range(len(num)), key=lambda i: -(num[i] % n2))[:batch_size - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+class _BatchSampler:
+    """``steps`` index batches per epoch, each from ``draw()``: the DataLoader's ``batch_sampler``."""
+
+    def __init__(self, steps: int, draw: Callable[[], torch.Tensor]):
+        self.steps, self.draw = steps, draw
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        return (self.draw().tolist() for _ in range(self.steps))
 
 
 def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Optim = Optim(),
@@ -177,21 +219,47 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         on_epoch_end: Callable | None = None, device="auto", seed: int = 0,
         num_workers: int = 0, desc: str = "fit") -> FitResult:
     """Train ``model``; see the module docstring. ``X, y`` are arrays/tensors, or ``X`` is a
-    ``torch.utils.data.Dataset`` yielding ``(x, y, index)`` and ``y`` is ignored.
+    ``torch.utils.data.Dataset`` yielding ``(x, y, index)`` and ``y`` is ignored (the group samplers
+    read the labels from its ``y`` or ``targets`` attribute).
 
     ``val = (X_val, y_val)`` is evaluated after every epoch (``acc``, ``loss`` and ``val_metrics``);
     the state with the best ``select`` (``mode`` max/min) is restored at the end. ``sampler``:
-    ``shuffle`` or ``group_balanced`` (needs ``groups`` = the sensitive attribute a in {0, 1}).
-    ``steps_per_epoch`` defaults to one pass over the data. Deterministic for ``seed`` on the CPU.
+    ``shuffle``, ``group_balanced`` (``batch_size`` a multiple of the number of (a, y) cells) or
+    ``independent`` (module docstring). ``groups``: the sensitive attribute a of every training
+    sample (integer values; aligned with a Dataset's indices), passed to ``extra_loss`` as
+    ``batch["groups"]``; needed by the group samplers. ``steps_per_epoch`` defaults to one pass over
+    the data (``ceil(n / batch_size)`` batches). Deterministic for ``seed`` on the CPU.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    if sampler not in ("shuffle", "group_balanced"):
-        raise ValueError(f"sampler must be 'shuffle' or 'group_balanced', got {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     if select is not None and val is None:
         raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
+    in_memory = not isinstance(X, torch.utils.data.Dataset)
+    labels = _as_tensor(y).long() if in_memory else getattr(X, "y", getattr(X, "targets", None))
+    n_data = len(labels) if in_memory else len(X)
+    a_t = _as_tensor(groups).long() if groups is not None else None
+    if a_t is not None and len(a_t) != n_data:
+        raise ValueError(f"groups has {len(a_t)} entries, the training data {n_data} samples")
+    if sampler != "shuffle":
+        if a_t is None:
+            raise ValueError(f"sampler={sampler!r} needs groups= (the sensitive attribute a of "
+                             f"every training sample)")
+        if labels is None:
+            raise ValueError(f"sampler={sampler!r} reads a Dataset's labels from its 'y' or "
+                             f"'targets' attribute; {type(X).__name__} has neither")
+        cells = _cells(_as_tensor(labels).long(), a_t)
+        if sampler == "group_balanced":
+            if batch_size % len(cells):
+                raise ValueError(f"group-balanced batches take batch_size/{len(cells)} from each of "
+                                 f"the {len(cells)} (a, y) cells: batch_size must be a multiple of "
+                                 f"{len(cells)}, got {batch_size}")
+            counts = [batch_size // len(cells)] * len(cells)
+        else:
+            counts = independent_counts(labels, a_t, batch_size)
     device = resolve_device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -216,27 +284,22 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     sched = schedule.build(opt, epochs)
     criterion = _loss_fn(loss)
 
-    in_memory = not isinstance(X, torch.utils.data.Dataset)
+    steps = steps_per_epoch or math.ceil(n_data / batch_size)
+
+    def draw() -> torch.Tensor:  # one group-sampled batch of indices, cell by cell
+        return torch.cat([c[torch.randint(len(c), (k,), generator=gen)]
+                          for c, k in zip(cells, counts) if k])
+
     if in_memory:
-        X_t, y_t = _as_tensor(X), _as_tensor(y).long()
-        n = len(y_t)
-        a_t = _as_tensor(groups).long() if groups is not None else None
-        if sampler == "group_balanced":
-            if a_t is None:
-                raise ValueError("sampler='group_balanced' needs groups=")
-            if batch_size % 4:
-                raise ValueError(f"group-balanced batches take batch_size/4 from each of the four "
-                                 f"(a, y) cells: batch_size must be a multiple of 4, got {batch_size}")
-            cells = _cells(y_t, a_t)
+        X_t, y_t = _as_tensor(X), labels
         if device.type == "cuda":
             X_t, y_t = X_t.to(device), y_t.to(device)
-    else:
-        if sampler != "shuffle":
-            raise ValueError("group-balanced batches need in-memory data")
-        n = len(X)
+    elif sampler == "shuffle":
         loader = torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=True, generator=gen,
                                              num_workers=num_workers, drop_last=False)
-    steps = steps_per_epoch or math.ceil(n / batch_size)
+    else:
+        loader = torch.utils.data.DataLoader(X, batch_sampler=_BatchSampler(steps, draw),
+                                             num_workers=num_workers)
 
     def batches():
         if not in_memory:
@@ -245,16 +308,15 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         if sampler == "shuffle":
             # a fresh permutation per pass over the data; one gather per epoch, and the batches are
             # views of it (much cheaper than a gather per step)
-            passes = max(1, math.ceil(steps * batch_size / n)) if steps_per_epoch else 1
-            perm = torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
+            passes = max(1, math.ceil(steps * batch_size / n_data)) if steps_per_epoch else 1
+            perm = torch.cat([torch.randperm(n_data, generator=gen) for _ in range(passes)])
             Xp, yp = X_t[perm], y_t[perm]
             for s in range(steps):
                 lo = s * batch_size
                 yield Xp[lo:lo + batch_size], yp[lo:lo + batch_size], perm[lo:lo + batch_size]
         else:
-            q = max(batch_size // 4, 1)
             for _ in range(steps):
-                idx = torch.cat([c[torch.randint(len(c), (q,), generator=gen)] for c in cells])
+                idx = draw()
                 yield X_t[idx], y_t[idx], idx
 
     rows, best, best_state, best_epoch = [], None, None, epochs
@@ -270,7 +332,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
             logits = model(xb)
             batch_loss = criterion(logits, yb)
             if extra_loss is not None:
-                cell = a_t[ids] if in_memory and a_t is not None else None
+                cell = a_t[ids] if a_t is not None else None
                 batch_loss = batch_loss + extra_loss(model, {"x": xb, "y": yb, "ids": ids,
                                                              "groups": cell, "logits": logits})
             opt.zero_grad(set_to_none=True)

@@ -503,12 +503,168 @@ def test_group_balanced_empty_cell_raises():
         T.fit(linear(), X, y, epochs=1, select=None, sampler="group_balanced", groups=a)
 
 
-def test_group_balanced_needs_groups_and_in_memory_data():
+# ids of `fit(linear(), *_cells_data(), epochs=2, batch_size=8, steps_per_epoch=3, seed=5,
+# sampler="group_balanced")`, recorded from the four-cell implementation before multi-cell support:
+# cached results depend on the binary case drawing exactly these batches
+BINARY_IDS_SEED5 = [31, 54, 127, 145, 186, 170, 192, 193, 78, 44, 139, 110, 171, 162, 198, 198,
+                    3, 10, 137, 119, 169, 187, 192, 199, 4, 37, 151, 139, 183, 166, 194, 194,
+                    75, 4, 140, 145, 167, 174, 195, 199, 96, 13, 144, 157, 180, 182, 199, 192]
+
+
+def _record(**kwargs):
+    """Fit a linear model with ``kwargs`` and return every training batch seen by ``extra_loss``."""
+    got = []
+    X = kwargs.pop("X")
+    out = kwargs.pop("out", 2)
+    T.fit(linear(out), X, kwargs.pop("y", None), epochs=kwargs.pop("epochs", 1), optim=SGD, select=None,
+          extra_loss=lambda m, b: got.append(b) or torch.zeros(()), **kwargs)
+    return got
+
+
+def _boom(*args):
+    raise RuntimeError("training started")
+
+
+def test_group_balanced_binary_batches_unchanged():
     X, y, a = _cells_data()
-    with pytest.raises(ValueError, match="groups"):
-        T.fit(linear(), X, y, epochs=1, select=None, sampler="group_balanced")
-    with pytest.raises(ValueError, match="in-memory"):
-        T.fit(linear(), IndexedDataset(X, y), None, epochs=1, select=None, sampler="group_balanced", groups=a)
+    got = _record(X=X, y=y, epochs=2, batch_size=8, steps_per_epoch=3, seed=5, sampler="group_balanced",
+                  groups=a)
+    assert torch.cat([b["ids"] for b in got]).tolist() == BINARY_IDS_SEED5
+
+
+def _multi_data(n: int = 900, seed: int = 0):
+    """10 classes, a in {0, 2, 5} with frequencies 1/2, 1/3, 1/6: 30 unequal cells, all non-empty."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 2, generator=g)
+    y = torch.randint(10, (n,), generator=g)
+    a = torch.tensor([0, 0, 0, 2, 2, 5])[torch.randint(6, (n,), generator=g)]
+    return X, y, a
+
+
+@pytest.mark.parametrize("batch_size, steps", [(60, 4), (30, None)])
+def test_group_balanced_multiclass_many_groups(batch_size, steps):
+    X, y, a = _multi_data()
+    got = _record(X=X, y=y, out=10, epochs=2, batch_size=batch_size, steps_per_epoch=steps,
+                  sampler="group_balanced", groups=a)
+    assert len(got) == 2 * (steps or math.ceil(900 / batch_size))
+    code = torch.tensor([0, -1, 1, -1, -1, 2])                    # a value -> 0, 1, 2
+    for b in got:
+        ids = b["ids"]
+        assert torch.equal(b["y"], y[ids]) and torch.equal(b["groups"], a[ids])
+        cell = 10 * code[a[ids]] + y[ids]
+        assert torch.bincount(cell, minlength=30).tolist() == [batch_size // 30] * 30
+
+
+def test_group_balanced_batch_size_must_be_multiple_of_cells():
+    X, y, a = _multi_data()
+    with pytest.raises(ValueError, match="batch_size must be a multiple of 30, got 64"):
+        T.fit(linear(10), X, y, epochs=1, batch_size=64, select=None, sampler="group_balanced", groups=a,
+              on_logits=_boom)
+    X, y, a = _cells_data()
+    with pytest.raises(ValueError, match="batch_size must be a multiple of 4, got 30"):
+        T.fit(linear(), X, y, epochs=1, batch_size=30, select=None, sampler="group_balanced", groups=a,
+              on_logits=_boom)
+
+
+# ------------------------------------------------------------------- independent sampler
+
+def _independent_data():
+    """n = 20: a = 0 (12) / 1 (8); y = 0 (10) / 1 (6) / 2 (4), tied to a."""
+    X, _ = toy(20)
+    a = torch.tensor([0] * 12 + [1] * 8)
+    y = torch.tensor([0] * 7 + [1] * 4 + [2] + [0] * 3 + [1] * 2 + [2] * 3)
+    return X, y, a
+
+
+# P(a) = (.6, .4), P(y) = (.5, .3, .2); cells (0,0) (0,1) (0,2) (1,0) (1,1) (1,2)
+@pytest.mark.parametrize("batch_size, counts", [
+    (10, [3, 2, 1, 2, 1, 1]),        # 3, 1.8, 1.2, 2, 1.2, .8: the two .8 remainders round up
+    (5, [1, 1, 1, 1, 1, 0]),         # 1.5, .9, .6, 1, .6, .4: .9 and both .6 up; (1, 2) absent
+    (7, [2, 1, 1, 1, 1, 1]),         # 2.1, 1.26, .84, 1.4, .84, .56
+])
+def test_independent_counts_largest_remainder(batch_size, counts):
+    X, y, a = _independent_data()
+    assert T.independent_counts(y, a, batch_size) == counts
+    got = _record(X=X, y=y, out=3, epochs=2, batch_size=batch_size, steps_per_epoch=5, sampler="independent",
+                  groups=a)
+    assert len(got) == 10
+    for b in got:
+        ids = b["ids"]
+        assert len(ids) == batch_size and torch.equal(b["groups"], a[ids])
+        assert torch.bincount(3 * a[ids] + y[ids], minlength=6).tolist() == counts
+
+
+def test_independent_counts_ties_go_to_the_earlier_cell():
+    a = np.array([0, 0, 1, 1])
+    y = np.array([0, 1, 0, 1])
+    assert T.independent_counts(y, a, 6) == [2, 2, 1, 1]           # four quotas of 1.5
+    assert T.independent_counts(y, a, 3) == [1, 1, 1, 0]           # four quotas of .75
+
+
+def test_independent_batches_make_a_and_y_independent():
+    X, y, a = _multi_data(600, seed=1)
+    y = torch.where((a == 5) & (torch.arange(600) % 3 > 0), y % 3, y)   # y strongly depends on a
+    got = _record(X=X, y=y, out=10, batch_size=300, steps_per_epoch=20, sampler="independent", groups=a)
+    ids = torch.cat([b["ids"] for b in got])
+    assert len(ids) == 6000
+    avals = torch.tensor([0, 2, 5])
+
+    def joint(idx):
+        rows = [torch.bincount(y[idx][a[idx] == v], minlength=10) for v in avals]
+        return torch.stack(rows).double() / len(idx)
+
+    pa = torch.stack([(a == v).double().mean() for v in avals])
+    py = torch.bincount(y, minlength=10).double() / len(y)
+    data, pooled = joint(torch.arange(600)), joint(ids)
+    # P(y | a) - P(y): far from 0 in the data, 0 up to rounding in the batches
+    assert (data / pa[:, None] - py).abs().max() > 0.1
+    assert (pooled / pooled.sum(1, keepdim=True) - py).abs().max() < 0.03
+    assert (pooled - pa[:, None] * py).abs().max() <= 1 / 300 + 1e-12   # joint = product of marginals
+    torch.testing.assert_close(pooled.sum(1), pa, atol=0.01, rtol=0)     # marginals kept
+    torch.testing.assert_close(pooled.sum(0), py, atol=0.01, rtol=0)
+    # uniform within a cell: every member of the largest cell is drawn about equally often
+    big = torch.nonzero((a == 0) & (y == 0)).squeeze(1)
+    freq = torch.bincount(ids, minlength=600)[big].double()
+    assert (freq > 0).all() and freq.std() / freq.mean() < 0.5
+
+
+# ----------------------------------------------------------------------------- sampler errors
+
+def test_sampler_name_error_lists_the_allowed_ones():
+    X, y = toy(32)
+    with pytest.raises(ValueError, match="'shuffle', 'group_balanced', 'independent', got 'balanced'"):
+        T.fit(linear(), X, y, epochs=1, sampler="balanced", select=None, on_logits=_boom)
+
+
+@pytest.mark.parametrize("sampler", ["group_balanced", "independent"])
+def test_group_samplers_need_groups(sampler):
+    X, y, a = _cells_data()
+    for data in ((X, y), (IndexedDataset(X, y), None)):
+        with pytest.raises(ValueError, match=f"sampler='{sampler}' needs groups="):
+            T.fit(linear(), *data, epochs=1, select=None, sampler=sampler, on_logits=_boom)
+
+
+@pytest.mark.parametrize("sampler", ["shuffle", "group_balanced", "independent"])
+def test_groups_of_the_wrong_length(sampler):
+    X, y, a = _cells_data()
+    for data in ((X, y), (IndexedDataset(X, y), None)):
+        with pytest.raises(ValueError, match="groups has 199 entries, the training data 200"):
+            T.fit(linear(), *data, epochs=1, select=None, sampler=sampler, groups=a[:199], on_logits=_boom)
+
+
+def test_group_samplers_need_dataset_labels():
+    X, y, a = _cells_data()
+
+    class Unlabelled(torch.utils.data.Dataset):
+        def __len__(self):
+            return 200
+
+        def __getitem__(self, i):
+            return X[i], y[i], i
+
+    with pytest.raises(ValueError, match="'y' or 'targets'.*Unlabelled"):
+        T.fit(linear(), Unlabelled(), None, epochs=1, select=None, sampler="independent", groups=a,
+              on_logits=_boom)
 
 
 def test_steps_per_epoch_with_shuffle():
@@ -559,6 +715,81 @@ def test_dataloader_path_is_deterministic():
                   seed=s).model for s in (3, 3, 4)]
     p = [params_of(m) for m in runs]
     assert states_equal(p[0], p[1]) and not states_equal(p[0], p[2])
+
+
+class TargetsDataset(torch.utils.data.Dataset):
+    """Labels under ``targets`` only (torchvision style)."""
+
+    def __init__(self, X, y):
+        self.X, self.targets = X, y.numpy()
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.X[i], int(self.targets[i]), i
+
+
+def test_dataloader_path_passes_groups_to_extra_loss():
+    X, y = toy(100)
+    a = np.arange(100) % 3                                          # numpy, 3 values
+    got = _record(X=IndexedDataset(X, y), epochs=2, batch_size=32, groups=a)
+    assert len(got) == 8
+    ids = torch.cat([b["ids"] for b in got[:4]])
+    assert sorted(ids.tolist()) == list(range(100))                 # still the shuffling DataLoader
+    for b in got:
+        assert b["groups"].dtype == torch.int64
+        assert torch.equal(b["groups"], torch.as_tensor(a)[b["ids"]])
+        assert torch.equal(b["x"], X[b["ids"]]) and torch.equal(b["y"], y[b["ids"]])
+    assert all(b["groups"] is None for b in _record(X=IndexedDataset(X, y), batch_size=32))
+
+
+# P(a) = (.8, .2), P(y) = (.7, .3): 16 P(a) P(y) = 8.96, 3.84, 2.24, .96 -> 9, 4, 2, 1
+@pytest.mark.parametrize("sampler, counts", [("group_balanced", [4, 4, 4, 4]),
+                                             ("independent", [9, 4, 2, 1])])
+@pytest.mark.parametrize("dataset", [IndexedDataset, TargetsDataset])
+def test_dataloader_path_group_samplers(sampler, counts, dataset):
+    X, y, a = _cells_data()
+
+    def run(seed, steps=None, data=None):
+        got = _record(X=data or dataset(X, y), epochs=2, batch_size=16, steps_per_epoch=steps, seed=seed,
+                      sampler=sampler, groups=a.numpy())
+        return [b["ids"] for b in got], got
+
+    ids, got = run(0)
+    assert len(ids) == 2 * math.ceil(200 / 16)                      # default: one pass per epoch
+    for b in got:
+        assert torch.equal(b["groups"], a[b["ids"]]) and torch.equal(b["y"], y[b["ids"]])
+        assert torch.bincount(2 * a[b["ids"]] + y[b["ids"]], minlength=4).tolist() == counts
+    same, _ = run(0)
+    other, _ = run(1)
+    assert all(torch.equal(u, v) for u, v in zip(ids, same))        # deterministic for the seed
+    assert not all(torch.equal(u, v) for u, v in zip(ids, other))
+    assert len(run(0, steps=3)[0]) == 6
+    # the same batches as the in-memory fast path
+    mem = _record(X=X, y=y, epochs=2, batch_size=16, seed=0, sampler=sampler, groups=a)
+    assert all(torch.equal(u, b["ids"]) for u, b in zip(ids, mem)) and len(mem) == len(ids)
+
+
+def test_image_table_with_groups_and_group_balanced(tmp_path):
+    from PIL import Image
+    from fairbook.data.fullscale import ImageTable
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (4, 4), (20 * i, 0, 0)).save(paths[-1])
+    targets = [0, 1, 2] * 4
+    a = np.array([0] * 6 + [1] * 6)
+    table = ImageTable(paths, targets, name="toy", split="train", classes=["x", "y", "z"], image_size=None)
+    got = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    T.fit(model, table, None, epochs=1, batch_size=12, optim=SGD, select=None, sampler="group_balanced",
+          groups=a, extra_loss=lambda m, b: got.append(b) or torch.zeros(()))
+    assert len(got) == 1
+    b = got[0]
+    assert torch.equal(b["groups"], torch.as_tensor(a)[b["ids"]])
+    assert torch.bincount(3 * b["groups"] + b["y"], minlength=6).tolist() == [2] * 6
 
 
 # ---------------------------------------------------------------- evaluate / predict / logits
