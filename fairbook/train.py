@@ -19,7 +19,10 @@ Hooks, all optional and free when unused:
 
 * ``on_logits(logits, y, ids, epoch)`` — per-batch training logits with sample ids (AUM, HBR);
 * ``extra_loss(model, batch) -> Tensor`` — a term added to the loss (GCM's regulariser); ``batch``
-  is a dict with ``x``, ``y``, ``ids``, ``groups`` (the cell of each sample, if given) and ``logits``;
+  is a dict with ``x``, ``y``, ``ids``, ``groups`` (the cell of each sample, if given) and ``logits``.
+  If ``extra_loss`` has a ``batch_forward(model, x, y, groups) -> logits`` method, the engine takes the
+  batch's logits from it instead of ``model(x)``: a term that needs a forward pass per group (GCM)
+  then shares it with the main loss, and one backward serves both;
 * ``trainable`` — names of the parameters to train, every other one frozen (AIM-Fair), and
   ``grad_masks`` — per-parameter tensors multiplied into gradients;
 * ``on_epoch_end(epoch, model, row)`` — after the epoch's evaluation.
@@ -319,6 +322,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
                 idx = draw()
                 yield X_t[idx], y_t[idx], idx
 
+    shared_forward = getattr(extra_loss, "batch_forward", None)
     rows, best, best_state, best_epoch = [], None, None, epochs
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress_enabled(), leave=False)
     for epoch in bar:
@@ -329,10 +333,10 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if augment is not None:
                 xb = augment(xb, gen)
-            logits = model(xb)
+            cell = a_t[ids] if extra_loss is not None and a_t is not None else None
+            logits = model(xb) if shared_forward is None else shared_forward(model, xb, yb, cell)
             batch_loss = criterion(logits, yb)
             if extra_loss is not None:
-                cell = a_t[ids] if a_t is not None else None
                 batch_loss = batch_loss + extra_loss(model, {"x": xb, "y": yb, "ids": ids,
                                                              "groups": cell, "logits": logits})
             opt.zero_grad(set_to_none=True)

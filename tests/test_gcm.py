@@ -493,3 +493,484 @@ def test_per_group_forward_gives_the_same_gradients_and_penalty_gradient():
     assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(d1, d2))
     with pytest.raises(ValueError, match="batch\\['x'\\]"):
         gcm.group_gradients(model, {k: v for k, v in batch.items() if k != "x"}, per_group_forward=True)
+
+
+# --- shared per-group forward (PerGroupForward.batch_forward, the engine's batch logits) ---------------------
+def _plain(extra_loss):
+    """The same loss as a bare function: no ``batch_forward``, so the engine calls ``model(x)``."""
+    return lambda model, batch: extra_loss(model, batch)
+
+
+def test_combine_keeps_the_single_batch_forward():
+    reg, tracker = gcm.gcm_loss(1.0), gcm.DisparityTracker()
+    both = gcm.combine(reg, tracker)
+    assert both.batch_forward == reg.batch_forward
+    assert not hasattr(gcm.combine(tracker), "batch_forward")
+    assert not hasattr(gcm.combine(gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0)), "batch_forward")
+
+def _counting(model):
+    """Record the number of rows of every forward call of ``model`` (a forward hook)."""
+    calls = []
+    model.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0])))
+    return calls
+
+
+def _interleaved(n=40, d=5, k=2, seed=0):
+    """A shuffled batch whose (a, y) cells are interleaved (never one contiguous block)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    a = (torch.arange(n) // k) % 2
+    perm = torch.randperm(n, generator=g)
+    return torch.randn(n, d, generator=g), y[perm], a[perm]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_shared_forward_assembles_the_batch_logits_in_row_order(k):
+    x, y, a = _interleaved(k=max(k, 2))
+    cell_id = a * 10 + y
+    assert (cell_id[1:] != cell_id[:-1]).sum() > 2 * (2 * max(k, 2))  # cells are not contiguous
+    torch.manual_seed(1)
+    model = models.MLP(5, (6,), k)
+    calls = _counting(model.head)
+    for reg in (gcm.gcm_loss(1.0, T=2.0), gcm.direct_aligning_loss(0.5)):
+        calls.clear()
+        out = reg.batch_forward(model, x, y, a)
+        assert len(calls) == 2 * max(k, 2) and sum(calls) == len(x)  # one forward per cell
+        with torch.no_grad():
+            ref = model(x)
+        assert out.shape == ref.shape and out.requires_grad
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    # the same with groups as a numpy array (the engine passes tensors; make_batch-style callers may not)
+    torch.testing.assert_close(gcm.gcm_loss(1.0).batch_forward(model, x, y, a.numpy()), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_shared_forward_gradients_reuse_the_cell_outputs():
+    """gradients() after forward() takes no new forward and gives the cells' gradients and the penalty's
+    double-backward gradient of separate per-cell passes."""
+    x, y, a = _interleaved(n=48, seed=2)
+    torch.manual_seed(0)
+    model = models.MLP(5, (6,), 1)
+    calls = _counting(model.head)
+    for reg, penalty in ((gcm.gcm_loss(1.3, T=2.0, form="squared"), None),
+                         (gcm.direct_aligning_loss(0.7, form="abs"), gcm.direct_aligning_penalty)):
+        calls.clear()
+        logits = reg.batch_forward(model, x, y, a)
+        batch = {"x": x, "y": y, "ids": torch.arange(len(x)), "groups": a, "logits": logits}
+        term = reg(model, batch)
+        assert len(calls) == 4  # the four cell forwards only
+        assert reg._cached is None  # consumed
+        d_shared = torch.autograd.grad(term, list(model.parameters()))
+        calls.clear()
+        ref_batch = gcm.make_batch(model, x, y, a)
+        ref = reg(model, ref_batch)  # no forward() first: separate per-group forwards of its own
+        assert len(calls) == 1 + 4
+        assert term.item() == pytest.approx(ref.item(), rel=1e-5)
+        d_ref = torch.autograd.grad(ref, list(model.parameters()))
+        for u, v in zip(d_shared, d_ref):
+            torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+    # a stale cache (forward on another batch) is not used for a different x
+    reg = gcm.gcm_loss(1.0)
+    reg.batch_forward(model, x[:24].clone(), y[:24], a[:24])
+    other = gcm.make_batch(model, x, y, a)
+    assert reg(model, other).item() == pytest.approx(gcm.gcm_loss(1.0)(model, other).item(), rel=1e-6)
+
+
+def _fit_params(extra, X, y, a, out=1, loss="bce", steps=3, optim=None, batch_size=16, sampler="group_balanced"):
+    torch.manual_seed(0)
+    model = models.MLP(X.shape[1], (6,), out)
+    calls = _counting(model.head)
+    res = train.fit(model, X, y, epochs=1, steps_per_epoch=steps, batch_size=batch_size, loss=loss,
+                    sampler=sampler, groups=a, select=None, extra_loss=extra,
+                    optim=optim or train.Optim("sgd", lr=0.1))
+    return [p.detach().clone() for p in model.parameters()], res.history, len(calls)
+
+
+@pytest.mark.parametrize("T", [0.0, 2.0])
+@pytest.mark.parametrize("form", gcm.FORMS)
+def test_fit_with_shared_forward_equals_separate_forwards_gcm(form, T):
+    """gcm_loss (engine takes its per-cell logits) and a bare function around gcm_loss (engine's model(x), GCM's own
+    per-cell passes) train to the same parameters; the shared form does 4 forwards a step, not 5."""
+    X, y, a = _biased(n=200, d=4, seed=11)
+    p_shared, h_shared, n_shared = _fit_params(gcm.gcm_loss(1.0, T=T, form=form), X, y, a)
+    p_sep, h_sep, n_sep = _fit_params(_plain(gcm.gcm_loss(1.0, T=T, form=form)), X, y, a)
+    p_van, _, _ = _fit_params(None, X, y, a)
+    assert (n_shared, n_sep) == (3 * 4, 3 * 5)
+    for u, v in zip(p_shared, p_sep):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+    assert h_shared["train_loss"].iloc[0] == pytest.approx(h_sep["train_loss"].iloc[0], rel=1e-5)
+    assert max(float((u - v).abs().max()) for u, v in zip(p_shared, p_van)) > 1e-3  # the term acts
+
+
+@pytest.mark.parametrize("form", gcm.ALIGN_FORMS)
+def test_fit_with_shared_forward_equals_separate_forwards_direct(form):
+    X, y, a = _biased(n=200, d=4, seed=13)
+    p_shared, _, n_shared = _fit_params(gcm.direct_aligning_loss(2.0, form=form), X, y, a)
+    p_sep, _, n_sep = _fit_params(_plain(gcm.direct_aligning_loss(2.0, form=form)), X, y, a)
+    p_van, _, _ = _fit_params(None, X, y, a)
+    assert (n_shared, n_sep) == (3 * 4, 3 * 5)
+    for u, v in zip(p_shared, p_sep):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+    assert max(float((u - v).abs().max()) for u, v in zip(p_shared, p_van)) > 1e-3
+
+
+def test_fit_with_shared_forward_equals_separate_forwards_shuffled_batches():
+    """Group-balanced batches come cell by cell; shuffled ones interleave the cells, so the engine's
+    loss only matches if the assembled logits are in the batch's row order."""
+    X, y, a = _biased(n=200, d=4, seed=11)
+    kw = dict(batch_size=100, steps=2, sampler="shuffle")
+    for make in (lambda: gcm.gcm_loss(1.0, T=2.0, form="paper"), lambda: gcm.direct_aligning_loss(2.0)):
+        p_shared, h_shared, n_shared = _fit_params(make(), X, y, a, **kw)
+        p_sep, h_sep, n_sep = _fit_params(_plain(make()), X, y, a, **kw)
+        assert (n_shared, n_sep) == (2 * 4, 2 * 5)
+        for u, v in zip(p_shared, p_sep):
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+        assert h_shared["train_loss"].iloc[0] == pytest.approx(h_sep["train_loss"].iloc[0], rel=1e-5)
+
+
+def test_fit_with_shared_forward_two_softmax_outputs():
+    """Binary task with two softmax outputs and the engine's cross-entropy: same equivalence."""
+    X, y, a = _biased(n=200, d=4, seed=17)
+    kw = dict(out=2, loss="ce")
+    p_shared, _, _ = _fit_params(gcm.gcm_loss(1.0, T=2.0, form="squared"), X, y, a, **kw)
+    p_sep, _, _ = _fit_params(_plain(gcm.gcm_loss(1.0, T=2.0, form="squared")), X, y, a, **kw)
+    for u, v in zip(p_shared, p_sep):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", gcm.FORMS)
+def test_fit_with_shared_forward_equals_separate_forwards_three_classes(form):
+    X, y, a = _three_class(n=240, seed=3)
+    kw = dict(out=3, loss="ce", batch_size=18, optim=train.Optim("adam", lr=1e-2))
+    p_shared, _, n_shared = _fit_params(gcm.gcm_loss(1.0, T=2.0, form=form), X, y, a, **kw)
+    p_sep, _, n_sep = _fit_params(_plain(gcm.gcm_loss(1.0, T=2.0, form=form)), X, y, a, **kw)
+    assert (n_shared, n_sep) == (3 * 6, 3 * 7)
+    for u, v in zip(p_shared, p_sep):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+
+
+class _BNNet(nn.Module):
+    def __init__(self, d=5):
+        super().__init__()
+        self.lin, self.bn, self.head = nn.Linear(d, 6), nn.BatchNorm1d(6), nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.lin(x))))
+
+
+def test_shared_forward_falls_back_to_model_x_with_batchnorm():
+    x, y, a = _interleaved(n=40, seed=4)
+    torch.manual_seed(0)
+    model = _BNNet()
+    calls = _counting(model.head)
+    reg = gcm.gcm_loss(1.0, T=2.0)
+    out = reg.batch_forward(model, x, y, a)
+    assert calls == [40] and reg._cached is None  # one whole-batch pass: batch statistics are shared
+    torch.testing.assert_close(out, model(x))
+    # a per-cell pass would have differed (the fallback is needed)
+    m = (a == 0) & (y == 0)
+    assert not torch.allclose(model(x[m]), model(x)[m], atol=1e-3)
+    calls.clear()
+    batch = {"x": x, "y": y, "groups": a, "logits": out}
+    val = reg(model, batch)
+    assert calls == []  # gradients from slicing the batch's logits, no per-group forward
+    ref = gcm.gcm_penalty(gcm.group_gradients(model, batch, create_graph=True), reg.last["weights"])
+    assert val.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_shared_forward_lam_zero_is_model_x_and_zero_loss():
+    x, y, a = _interleaved(n=40, seed=5)
+    torch.manual_seed(0)
+    model = models.MLP(5, (6,), 1)
+    calls = _counting(model.head)
+    for reg in (gcm.gcm_loss(0.0, T=2.0), gcm.direct_aligning_loss(0.0)):
+        calls.clear()
+        out = reg.batch_forward(model, x, y, a)
+        assert calls == [40] and reg._cached is None
+        torch.testing.assert_close(out, model(x), rtol=0, atol=0)
+        term = reg(model, {"x": x, "y": y, "groups": a, "logits": out})
+        assert term.item() == 0.0 and term.dim() == 0
+    # no groups (engine without groups=): model(x) too
+    calls.clear()
+    out = gcm.gcm_loss(1.0).batch_forward(model, x, y, None)
+    assert calls == [40]
+    # in the engine, λ = 0 trains exactly like no extra loss (oversampling)
+    X, yy, aa = _biased(n=200, d=4, seed=14)
+    p0, _, _ = _fit_params(gcm.gcm_loss(0.0), X, yy, aa)
+    p1, _, _ = _fit_params(None, X, yy, aa)
+    for u, v in zip(p0, p1):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+
+
+# --- multi-class (K > 2 softmax outputs, GCM Table 6) -------------------------------------------------
+def _three_class(n=240, d=4, seed=0, k=3):
+    """Random K-class data, a binary; every (a, y) cell populated."""
+    rng = np.random.default_rng(seed)
+    a = (rng.uniform(size=n) < 0.6).astype(np.int64)
+    y = rng.integers(0, k, size=n)
+    y[:2 * k] = np.arange(2 * k) % k
+    a[:2 * k] = np.arange(2 * k) // k
+    X = rng.normal(size=(n, d)) + 0.5 * y[:, None]
+    X[:, 0] += a
+    return X.astype(np.float32), y, a
+
+
+def test_cells_and_n_classes():
+    assert gcm.cells() == list(gcm.CELLS) == gcm.cells(2)
+    assert gcm.cells(3) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert gcm.n_classes(torch.zeros(5)) == gcm.n_classes(torch.zeros(5, 1)) == 2
+    assert gcm.n_classes(torch.zeros(5, 2)) == 2 and gcm.n_classes(torch.zeros(5, 7)) == 7
+    y, a = torch.tensor([0, 2, 1, 2, 0, 1]), torch.tensor([0, 0, 0, 1, 1, 1])
+    masks = gcm.cell_masks(y, a, k=3)
+    assert list(masks) == gcm.cells(3)
+    assert masks[(0, 2)].tolist() == [False, True, False, False, False, False]
+    with pytest.raises(ValueError, match=r"\(a=1, y=2\)"):
+        gcm.cell_masks(y[:3], a[:3], k=3)
+    assert list(gcm.cell_masks(y[:3], a[:3], require_all=False, k=3)) == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_sample_losses_and_true_class_probability():
+    torch.manual_seed(0)
+    lg3, y3 = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0, 0, 1])
+    torch.testing.assert_close(gcm.sample_losses(lg3, y3), nn.functional.cross_entropy(lg3, y3, reduction="none"))
+    torch.testing.assert_close(gcm.true_class_probability(lg3, y3), torch.softmax(lg3, 1)[torch.arange(8), y3])
+    yb = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
+    z = torch.randn(8, dtype=torch.float64)
+    bce = nn.functional.binary_cross_entropy_with_logits(z, yb.double(), reduction="none")
+    for lg in (z, z[:, None]):
+        torch.testing.assert_close(gcm.sample_losses(lg, yb), bce)
+    two = torch.stack([torch.zeros_like(z), z], 1) + 0.3  # softmax model: same probability, same loss
+    torch.testing.assert_close(gcm.sample_losses(two, yb), bce)
+    torch.testing.assert_close(gcm.sample_losses(two, yb), nn.functional.cross_entropy(two, yb, reduction="none"))
+    p = torch.sigmoid(z)
+    torch.testing.assert_close(gcm.true_class_probability(z[:, None], yb), torch.where(yb == 1, p, 1 - p))
+    torch.testing.assert_close(gcm.true_class_probability(two, yb), torch.softmax(two, 1)[torch.arange(8), yb])
+
+
+@pytest.mark.parametrize("out", [2, 3, 4])
+def test_group_gradients_k_classes_match_manual_cross_entropy(out):
+    """Per cell: gradient of the mean cross-entropy over the cell's rows, fresh forward (2 outputs: the
+    BCE of l_1 - l_0 the code uses equals the 2-class cross-entropy)."""
+    k = max(out, 2)
+    X, y, a = _three_class(n=90, d=4, seed=out, k=k)
+    torch.manual_seed(0)
+    model = _tanh_mlp(d=4, h=5).float()
+    model[-1] = nn.Linear(5, out)
+    batch = gcm.make_batch(model, X, y, a)
+    for kw in ({}, {"per_group_forward": True}):
+        gg = gcm.group_gradients(model, batch, **kw)
+        assert gg.k == k and list(gg.grads) == gcm.cells(k)
+        for ai, yi in gcm.cells(k):
+            m = (a == ai) & (y == yi)
+            assert gg.sizes[(ai, yi)] == m.sum() > 0
+            loss = nn.functional.cross_entropy(model(torch.as_tensor(X[m])), torch.as_tensor(y[m]))
+            ref = torch.autograd.grad(loss, list(model.parameters()))
+            for g, r in zip(gg.grads[(ai, yi)], ref):
+                torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    # group_confidence: the cell's mean softmax probability of its class
+    conf = gcm.group_confidence(batch)
+    p = torch.softmax(batch["logits"].detach(), 1).numpy()
+    for ai, yi in gcm.cells(k):
+        m = (a == ai) & (y == yi)
+        assert conf[(ai, yi)].item() == pytest.approx(p[m, yi].mean(), rel=1e-6)
+
+
+def _gg3():
+    """A K = 3 GroupGradients with names w (2,), b (1,)."""
+    cells3 = {**HAND, (0, 2): ([2.0, 0.0], [-1.0]), (1, 2): ([-1.0, 3.0], [0.5])}
+    grads = {c: (torch.tensor(v[0]), torch.tensor(v[1])) for c, v in cells3.items()}
+    return gcm.GroupGradients(["w", "b"], grads, {c: 1 for c in cells3}, 3)
+
+
+def test_penalties_sum_over_three_classes_by_hand():
+    gg = _gg3()
+    W = {(0, 0): 0.5, (1, 0): 2.0, (0, 1): 1.0, (1, 1): 0.25, (0, 2): 3.0, (1, 2): 0.5}
+    # y0, y1 as in test_gcm_penalty_by_hand_both_forms (7.25 + 3.25);
+    # y2 paper: |6 - .5| + |0 - 1.5| + |3 - .25| = 9.75
+    assert gcm.gcm_penalty(gg, W, "paper").item() == pytest.approx(10.5 + 9.75)
+    # y2 squared: |12 - .5| + |0 - 4.5| + |3 - .125| = 18.875
+    assert gcm.gcm_penalty(gg, W, "squared").item() == pytest.approx(22.75 + 18.875)
+    # weights 1: y2 |2 - 1| + |0 - 3| + |1 - .5| = 4.5
+    assert gcm.gcm_penalty(gg, None, "paper").item() == pytest.approx(6.0 + 4.5)
+    # direct: y2 |2+1| + |0-3| + |-1-.5| = 7.5
+    assert gcm.direct_aligning_penalty(gg).item() == pytest.approx(10.0 + 7.5)
+    assert gcm.direct_aligning_penalty(gg, "squared").item() == pytest.approx(19.5 + 9 + 9 + 2.25)
+    # the K = 2 view of the same cells ignores y = 2
+    binary_view = gcm.GroupGradients(gg.names, gg.grads, gg.sizes)
+    assert gcm.gcm_penalty(binary_view, W, "paper").item() == pytest.approx(10.5)
+    part = gcm.GroupGradients(gg.names, {c: v for c, v in gg.grads.items() if c != (1, 2)}, gg.sizes, 3)
+    with pytest.raises(ValueError, match=r"all 6 \(a, y\) cells; missing \(1, 2\)"):
+        gcm.gcm_penalty(part)
+    with pytest.raises(ValueError, match=r"missing \(1, 2\)"):
+        gcm.direct_aligning_penalty(part)
+    # disparity over the three classes
+    d = gcm.contribution_disparity(gg)
+    assert set(d.model) == {0, 1, 2}
+    # y2: r_w = [2/1, 0/3], r_b = 1/.5 -> per layer {w: 1, b: 2}, model (2 + 0 + 2)/3
+    assert d.per_layer[2] == pytest.approx({"w": 1.0, "b": 2.0}) and d.undefined[2] == 0
+    assert d.model[2] == pytest.approx(4 / 3)
+    assert gcm.code_disparity(gg)[2] == pytest.approx((10 / 4 + 4) / 2)
+    assert np.isnan(gcm.code_disparity(part)[2]) and np.isnan(gcm.contribution_disparity(part).model[2])
+
+
+@pytest.mark.parametrize("T", [0.0, 2.0])
+@pytest.mark.parametrize("form", gcm.FORMS)
+def test_gcm_loss_three_classes_equals_manual_sum(form, T):
+    X, y, a = _three_class(n=60, d=3, seed=7)
+    torch.manual_seed(2)
+    model = nn.Linear(3, 3).double()
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    reg = gcm.gcm_loss(0.6, T=T, form=form)
+    val = reg(model, gcm.make_batch(model, Xt, y, a))
+    total = 0.0
+    for yy in range(3):
+        g, w = {}, {}
+        for ai in (0, 1):
+            m = (a == ai) & (y == yy)
+            lg = model(Xt[m])
+            g[ai] = torch.autograd.grad(nn.functional.cross_entropy(lg, torch.as_tensor(y[m])),
+                                        list(model.parameters()))
+            c = torch.softmax(lg.detach(), 1)[:, yy].mean().item()
+            w[ai] = 1.0 if T == 0 else c ** T
+            assert reg.last["confidence"][(ai, yy)].item() == pytest.approx(c, rel=1e-12)
+        for g0, g1 in zip(g[0], g[1]):
+            f = (lambda t: t.abs()) if form == "paper" else (lambda t: t ** 2)
+            total += (w[0] * f(g0) - w[1] * f(g1)).abs().sum().item()
+    assert val.item() == pytest.approx(0.6 * total, rel=1e-9)
+    assert set(reg.last["weights"]) == set(gcm.cells(3))
+
+
+def test_three_classes_errors():
+    X, y, a = _three_class(n=60, d=3, seed=8)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3)
+    batch = gcm.make_batch(model, X, y, a)
+    keep = ~((batch["groups"] == 1) & (batch["y"] == 2))
+    part = {"x": batch["x"][keep], "logits": model(batch["x"][keep]), "y": batch["y"][keep],
+            "groups": batch["groups"][keep]}
+    for f in (gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0)):
+        with pytest.raises(ValueError, match=r"\(a=1, y=2\).*group_balanced"):
+            f(model, part)
+    with pytest.raises(ValueError, match=r"\(a=1, y=2\)"):
+        gcm.group_confidence(part)
+    reg = gcm.gcm_loss(1.0)  # the engine's path: shared forward, then the term
+    logits = reg.batch_forward(model, part["x"], part["y"], part["groups"])
+    with pytest.raises(ValueError, match=r"no samples in the \(a, y\) cells \(a=1, y=2\);"):
+        reg(model, {**part, "logits": logits})
+    bad = batch["y"].clone()
+    bad[0] = 3
+    for f in (gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0), gcm.iga_loss(1.0), gcm.adversarial_loss()):
+        with pytest.raises(ValueError, match=r"classes 0\.\.2"):
+            f(model, {**batch, "y": bad})
+    with pytest.raises(ValueError, match=r"classes 0\.\.2"):
+        gcm.group_gradients(model, {**batch, "y": -batch["y"]})
+    with pytest.raises(ValueError, match="1 or 2 output columns"):
+        gcm.eor_penalty(batch["logits"], batch["y"], batch["groups"])
+    with pytest.raises(ValueError, match="1 or 2 output columns"):
+        gcm.eor_loss(1.0)(model, batch)
+    with pytest.raises(ValueError, match="1 or 2 output columns"):
+        gcm.binary_logit(torch.zeros(4, 3))
+
+
+def test_iga_three_classes_matches_manual():
+    X, y, a = _three_class(n=60, d=3, seed=9)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3).double()
+    Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
+    val = gcm.iga_loss(1.5)(model, gcm.make_batch(model, Xt, y, a))
+    ps = list(model.parameters())
+
+    def grad(m):
+        return torch.autograd.grad(nn.functional.cross_entropy(model(Xt[m]), yt[m]), ps)
+
+    g_all = grad(torch.ones(len(y), dtype=torch.bool))
+    ref = sum(((gi - g) ** 2).sum().item() for ai in (0, 1)
+              for gi, g in zip(grad(torch.as_tensor(a == ai)), g_all))
+    assert val.item() == pytest.approx(1.5 * ref, rel=1e-9)
+
+
+def test_tracker_three_classes_columns():
+    X, y, a = _three_class(n=60, d=3, seed=10)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3)
+    tr = gcm.DisparityTracker()
+    tr(model, gcm.make_batch(model, X, y, a))
+    h = tr.history
+    assert [c for c in h.columns if c.startswith("n_")] == [f"n_{ai}{yi}" for ai, yi in gcm.cells(3)]
+    assert h.loc[0, "n_12"] == ((a == 1) & (y == 2)).sum()
+    assert np.isfinite(h[["r_y0", "r_y1", "r_y2", "code_y2"]]).all().all() and "r_y2[bias]" in h
+    # binary: no third class's columns (unchanged layout)
+    tr2 = gcm.DisparityTracker(per_layer=False)
+    Xb, yb, ab = _biased(n=60, d=3)
+    tr2(_linear([0.1, 0.2, 0.3], 0.0), gcm.make_batch(_linear([0.1, 0.2, 0.3], 0.0), Xb, yb, ab))
+    assert list(tr2.history.columns) == ["step", "epoch", "n_00", "n_01", "n_10", "n_11", "r_y0", "code_y0",
+                                         "undefined_y0", "r_y1", "code_y1", "undefined_y1"]
+
+
+def test_adversary_features_three_classes():
+    X, y, a = _three_class(n=64, d=3, seed=12)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    adv = gcm.adversarial_loss(alpha=0.5, lr=0.05)
+    batch = gcm.make_batch(model, X.astype(np.float64), y, a)
+    term = adv(model, batch)
+    assert adv.adversary.lin.in_features == 3 + 9 and term.item() == 0.0
+    # features [s, s ⊗ onehot(y)] by hand
+    lg = batch["logits"].detach()
+    c, w, b = adv.adversary.c.detach(), adv.adversary.lin.weight.detach(), adv.adversary.lin.bias.detach()
+    s = torch.softmax((1 + c.abs()) * lg, 1)
+    feats = torch.cat([s, torch.stack([s[:, i] * (batch["y"] == j) for i in range(3) for j in range(3)], 1)], 1)
+    torch.testing.assert_close(adv.adversary(lg, batch["y"]), (feats @ w.T + b)[:, 0])
+    # the projection surrogate: gradient −proj_{∇L_A}∇L_P − α∇L_A with L_P the cross-entropy
+    params = list(model.parameters())
+    gp = torch.autograd.grad(nn.functional.cross_entropy(batch["logits"], batch["y"]), params, retain_graph=True)
+    ga = torch.autograd.grad(adv.adversary_loss(batch["logits"], batch["y"], batch["groups"], frozen=True),
+                             params, retain_graph=True)
+    model.zero_grad()
+    term.backward()
+    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])  # noqa: E731
+    gp, ga = flat(gp), flat(ga)
+    torch.testing.assert_close(flat([q.grad for q in params]), -(gp @ ga) / (ga @ ga) * ga - 0.5 * ga,
+                               rtol=1e-8, atol=1e-10)
+    # binary models (one or two outputs) keep the three binary features
+    for out in (1, 2):
+        adv2 = gcm.adversarial_loss()
+        m2 = nn.Linear(3, out)
+        Xb, yb, ab = _biased(n=32, d=3)
+        adv2(m2, gcm.make_batch(m2, Xb, yb, ab))
+        assert adv2.adversary.lin.in_features == 3
+
+
+@pytest.mark.parametrize("method", ["gcm", "adversarial", "oversampling", "direct", "iga"])
+def test_fit_method_three_classes_runs_and_trains(method):
+    k = 3
+    X, y, a = _three_class(n=240, d=4, seed=15, k=k)
+    torch.manual_seed(0)
+    model = models.MLP(4, (6,), k)
+    before = [p.detach().clone() for p in model.parameters()]
+    options = {"gcm": {"lam": 1.0, "T": 2.0, "form": "squared"}, "adversarial": {"alpha": 0.5},
+               "direct": {"lam": 1.0}, "iga": {"lam": 1.0}, "oversampling": {}}[method]
+    seen = []
+
+    def hook(lg, yb, ids, epoch):
+        seen.append((lg.shape, np.bincount(yb.numpy(), minlength=k)))
+
+    res = gcm.fit_method(method, model, X, y, a, loss="ce", batch_size=6 * k, epochs=1, steps_per_epoch=3,
+                         options=options, optim=train.Optim("adam", lr=1e-2), on_logits=hook)
+    assert np.isfinite(res.history["train_loss"]).all()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert len(seen) == 3 and all(s == (18, k) and (c == 6).all() for s, c in seen)
+
+
+def test_fit_method_three_classes_regulariser_changes_the_update():
+    """λ > 0 trains differently from OverSampling (λ = 0) on the same batches: the K-class term acts."""
+    X, y, a = _three_class(n=240, d=4, seed=16)
+    out = {}
+    for method, opts in (("oversampling", {}), ("gcm", {"lam": 5.0, "T": 0.0, "form": "paper"}),
+                         ("direct", {"lam": 5.0})):
+        torch.manual_seed(0)
+        model = models.MLP(4, (6,), 3)
+        gcm.fit_method(method, model, X, y, a, loss="ce", batch_size=18, epochs=1, steps_per_epoch=3,
+                       options=opts, optim=train.Optim("sgd", lr=0.1))
+        out[method] = [p.detach().clone() for p in model.parameters()]
+    for method in ("gcm", "direct"):
+        assert max(float((u - v).abs().max()) for u, v in zip(out[method], out["oversampling"])) > 1e-4

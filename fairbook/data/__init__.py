@@ -171,7 +171,11 @@ def fingerprint(name: str, root: str | os.PathLike | None = None) -> str:
 
 def fingerprints_for(chapter: str, values: dict[str, Any]) -> dict[str, str]:
     """Fingerprints of the datasets a chapter run reads: its ``datasets`` parameter (a list of
-    registry names) or ``dataset`` parameter (one name), with ``data_root`` as the explicit root."""
-    wanted = values.get("datasets") or ([values["dataset"]] if values.get("dataset") else [])
+    registry names), ``dataset`` parameter (one name) and any ``<role>_dataset`` parameter naming a
+    registered dataset (GCM's ``image_dataset``; "none" is not one), with ``data_root`` as the
+    explicit root."""
+    wanted = list(values.get("datasets") or ([values["dataset"]] if values.get("dataset") else []))
+    known = names()
+    wanted += [v for k, v in values.items() if k.endswith("_dataset") and v in known and v not in wanted]
     root = values.get("data_root") or None
     return {name: fingerprint(name, root) for name in wanted}
