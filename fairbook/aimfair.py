@@ -1,0 +1,705 @@
+"""AIM-Fair (Zhao et al., "AIM-Fair: Advancing Algorithmic Fairness via Selectively Fine-Tuning
+Biased Models with Contextual Synthetic Data"): selective mask generation and selective fine-tuning
+(§3.2-3.3, eqs. 1-8), the baselines of Tables 3-4 and the evaluation of its tables.
+
+* data: :func:`bias_ratios` / :func:`balanced_ratios` (the (y, s) cell ratios of the biased and
+  balanced sets, §4.1, Table 6), :func:`supplement` and :func:`repair` (Table 3's data baselines);
+* selective mask generation (SMG, §3.2): :func:`dataset_gradients` (eqs. 1-3),
+  :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;
+* selective fine-tuning (SFT, §3.3): :func:`selective_finetune` (eq. 8, through
+  :func:`fairbook.train.fit`);
+* parameter subsets of the fine-tuning baselines (Tables 3-4): :func:`blocks`, :func:`full`,
+  :func:`linear_probe`, :func:`random_selection`, :func:`update_one_block`,
+  :func:`freeze_one_block`;
+* evaluation: :func:`evaluate` (ACC, the four cell accuracies, WST, EO, STD) and :func:`aggregate`
+  (over seeds, the authors' order of operations).
+
+What the authors' code pins down (see REFERENCE.md): the mask is computed per parameter tensor
+(``level="tensor"``, Δ = mean over the tensor of |g_a − g_b|; ``k`` counts tensors, ResNet-18 has
+62); the gradients are measured with the model in ``train()`` mode; during fine-tuning BatchNorm
+running statistics of frozen layers still move (``freeze_bn_stats=False``). The paper's text
+describes the scalar-wise variant, available as ``level="element"``.
+
+The metrics themselves live in :mod:`fairbook.metrics`. Cells are ordered (y, s) = (0, 0), (0, 1),
+(1, 0), (1, 1) everywhere, like :data:`fairbook.data.images.AIM_FAIR_RATIOS`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tqdm import tqdm
+
+from . import metrics, models, train
+from .io import progress_enabled
+
+__all__ = [
+    "CELLS", "LEVELS", "MEASURES", "METRICS",
+    "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
+    "k_for_fraction", "selective_finetune", "blocks", "full", "linear_probe", "random_selection",
+    "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
+]
+
+CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, s) cells in the order used by every ratio tuple
+LEVELS = ("tensor", "element")
+MEASURES = ("abs", "cosine")
+#: keys of :func:`evaluate`; :func:`aggregate` treats every other column except ``seed`` as a setting
+METRICS = ("acc", "acc_y0_s0", "acc_y0_s1", "acc_y1_s0", "acc_y1_s1", "wst", "eo", "std")
+_CELL_KEYS = METRICS[1:5]
+
+
+def _fail(where: str, name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"{where}: {name} got {value!r}; allowed: {allowed}")
+
+
+# ------------------------------------------------------------------------------ cell ratios
+def bias_ratios(minority: float | str) -> tuple[float, float, float, float]:
+    """(y, s) cell ratios of a set with bias ``minority : majority`` inside each target class.
+
+    Each target class holds half of the data; within it the minority group holds the share
+    ``minority`` and the majority group ``1 − minority``. As in AIM-Fair's CelebA subsets (§4.1)
+    the minority is s = 0 for y = 0 and s = 1 for y = 1, so the ratios of the cells (0, 0), (0, 1),
+    (1, 0), (1, 1) are ``(m/2, (1−m)/2, (1−m)/2, m/2)``. ``0.1`` (or ``"1:9"``) gives the paper's
+    1:9 bias (0.05, 0.45, 0.45, 0.05), i.e. 1,000/9,000/9,000/1,000 of 20,000 images; Table 6's
+    4:6, 3:7, 2:8 are 0.4, 0.3, 0.2; ``0.5`` is balanced.
+
+    Parameters
+    ----------
+    minority : float in [0, 0.5], or a string ``"a:b"`` with 0 <= a <= b (share a / (a + b)).
+    """
+    where = "bias_ratios"
+    m = minority
+    if isinstance(minority, str):
+        parts = minority.split(":")
+        try:
+            a, b = (float(p) for p in parts)
+        except ValueError:
+            raise _fail(where, "minority", minority, "a number in [0, 0.5] or 'a:b' with "
+                        "0 <= a <= b, e.g. '1:9'") from None
+        if len(parts) != 2 or a < 0 or b <= 0 or a > b:
+            raise _fail(where, "minority", minority, "'a:b' with 0 <= a <= b, b > 0, e.g. '1:9'")
+        m = a / (a + b)
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating, np.integer)) \
+            or not 0 <= m <= 0.5:
+        raise _fail(where, "minority", minority, "a number in [0, 0.5] (0.5 = balanced) or 'a:b'")
+    m = float(m)
+    return (m / 2, (1 - m) / 2, (1 - m) / 2, m / 2)
+
+
+def balanced_ratios() -> tuple[float, float, float, float]:
+    """Equal (y, s) cells: AIM-Fair's balanced synthetic set D_S2 (N_S = N_R / G per group, §4.3)."""
+    return (0.25, 0.25, 0.25, 0.25)
+
+
+# ------------------------------------------------------------------------------ gradients (eqs. 1-3)
+def _batches(X, y, batch_size: int, num_workers: int):
+    """(x, y) batches in order: tensor slices, or a DataLoader over a Dataset of (x, y, index)."""
+    if isinstance(X, torch.utils.data.Dataset):
+        loader = torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=False,
+                                             num_workers=num_workers)
+        for batch in loader:
+            yield batch[0], torch.as_tensor(batch[1])
+    else:
+        X_t, y_t = train._as_tensor(X), train._as_tensor(y).long()
+        for i in range(0, len(X_t), batch_size):
+            yield X_t[i:i + batch_size], y_t[i:i + batch_size]
+
+
+def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, loss: str = "bce",
+                      train_mode: bool = True, device="auto", seed: int = 0,
+                      num_workers: int = 0) -> dict[str, torch.Tensor]:
+    """Gradient of the mean loss over a whole dataset, per parameter tensor (AIM-Fair eqs. 1-3).
+
+    g = (1/N) Σ_i ∇_θ L(θ; x_i, y_i), computed batch by batch: each batch's mean loss is weighted by
+    ``n_batch / N``, so the result is the gradient of the full-data mean loss (for a model whose
+    output for a sample does not depend on the rest of its batch; with BatchNorm in train mode the
+    batch statistics make it the size-weighted mean of the per-batch gradients, as in the authors'
+    code).
+
+    Parameters
+    ----------
+    model : the (pre-trained) model; every named parameter gets a gradient, frozen ones included.
+    X, y : arrays/tensors, or ``X`` a ``torch.utils.data.Dataset`` yielding ``(x, y, index)``
+        (``y`` then ignored).
+    loss : ``"bce"`` (one logit, BCE-with-logits: the authors' binary loss) or ``"ce"``.
+    train_mode : measure in ``train()`` mode (default, as the authors do: BatchNorm normalises with
+        batch statistics, dropout is active) or in ``eval()`` mode.
+    seed : seeds dropout (and any other randomness of the forward pass) inside a forked RNG; the
+        global RNG is left untouched.
+
+    Returns
+    -------
+    dict name -> float32 CPU tensor of the parameter's shape, in ``model.named_parameters()``
+    order. The model is left exactly as it was: parameters, buffers (BatchNorm running statistics
+    and ``num_batches_tracked``), ``.grad``, ``requires_grad`` flags, train/eval mode and device.
+    """
+    where = "dataset_gradients"
+    if loss not in ("bce", "ce"):
+        raise _fail(where, "loss", loss, "'bce' or 'ce'")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise _fail(where, "batch_size", batch_size, "an integer >= 1")
+    is_dataset = isinstance(X, torch.utils.data.Dataset)
+    if not is_dataset and y is None:
+        raise _fail(where, "y", y, "labels for every row of X (only a Dataset carries its own)")
+    n = len(X)
+    if n == 0:
+        raise _fail(where, "X", "an empty dataset", "at least one sample")
+    if not is_dataset and len(y) != n:
+        raise _fail(where, "y", f"{len(y)} labels", f"one per row of X ({n})")
+    params = OrderedDict(model.named_parameters())
+    if not params:
+        raise _fail(where, "model", type(model).__name__, "a model with parameters")
+
+    dev = train.resolve_device(device)
+    first = next(iter(params.values()))
+    home = first.device
+    saved_state = copy.deepcopy(model.state_dict())
+    saved_grads = {k: (None if p.grad is None else p.grad.detach().clone()) for k, p in params.items()}
+    saved_flags = {k: p.requires_grad for k, p in params.items()}
+    was_training = model.training
+    criterion = train._loss_fn(loss)
+    sums = {k: torch.zeros(p.shape, dtype=torch.float64) for k, p in params.items()}
+    try:
+        model.to(dev)
+        model.train(train_mode)
+        for p in params.values():
+            p.requires_grad_(True)
+        plist = list(params.values())
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            bar = tqdm(_batches(X, y, batch_size, num_workers), total=math.ceil(n / batch_size),
+                       desc="dataset gradients", disable=not progress_enabled(), leave=False)
+            for xb, yb in bar:
+                xb, yb = xb.to(dev), yb.to(dev)
+                batch_loss = criterion(model(xb), yb) * (len(yb) / n)
+                grads = torch.autograd.grad(batch_loss, plist, allow_unused=True)
+                for k, g in zip(params, grads):
+                    if g is not None:
+                        sums[k] += g.detach().double().cpu()
+    finally:
+        model.load_state_dict(saved_state)
+        model.to(home)
+        model.train(was_training)
+        for k, p in params.items():
+            p.requires_grad_(saved_flags[k])
+            p.grad = saved_grads[k]
+    return OrderedDict((k, v.float()) for k, v in sums.items())
+
+
+# --------------------------------------------------------------------- selective mask (eqs. 4-7)
+def _check_gradients(g_R, g_S1, g_S2) -> OrderedDict[str, tuple[int, ...]]:
+    where = "selective_mask"
+    for label, g in (("g_R", g_R), ("g_S1", g_S1), ("g_S2", g_S2)):
+        if not isinstance(g, Mapping) or not g:
+            raise _fail(where, label, type(g).__name__, "a non-empty dict name -> gradient tensor "
+                        "(from dataset_gradients)")
+    shapes = OrderedDict((k, tuple(torch.as_tensor(v).shape)) for k, v in g_R.items())
+    for label, g in (("g_S1", g_S1), ("g_S2", g_S2)):
+        missing, extra = set(shapes) - set(g), set(g) - set(shapes)
+        if missing or extra:
+            raise _fail(where, label, f"names differing from g_R (missing {sorted(missing)[:3]}, "
+                        f"extra {sorted(extra)[:3]})", "the same parameter names as g_R")
+        for k, shape in shapes.items():
+            if tuple(torch.as_tensor(g[k]).shape) != shape:
+                raise _fail(where, f"{label}[{k!r}]", f"shape {tuple(torch.as_tensor(g[k]).shape)}",
+                            f"the shape of g_R[{k!r}], {shape}")
+    return shapes
+
+
+def _flat64(t) -> np.ndarray:
+    return torch.as_tensor(t).detach().cpu().double().reshape(-1).numpy()
+
+
+def _delta(a: Mapping, b: Mapping, names: Sequence[str], level: str, measure: str) -> np.ndarray:
+    """Eq. 4 per unit: |g_a − g_b| per element, its mean per tensor, or 1 − cos per tensor."""
+    if level == "element":
+        return np.concatenate([np.abs(_flat64(a[k]) - _flat64(b[k])) for k in names])
+    out = np.empty(len(names))
+    for i, k in enumerate(names):
+        u, v = _flat64(a[k]), _flat64(b[k])
+        if measure == "abs":
+            out[i] = np.abs(u - v).mean() if u.size else 0.0
+        else:
+            norm = np.linalg.norm(u) * np.linalg.norm(v)
+            out[i] = 1.0 - (float(u @ v) / norm if norm > 0 else 0.0)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class SelectiveMask:
+    """The selection mask M of AIM-Fair eq. 7, with the quantities that produced it.
+
+    Units are parameter tensors (``level="tensor"``) or scalar parameters (``level="element"``),
+    in the parameter order of the gradient dicts (tensors in ``named_parameters()`` order, each
+    tensor's elements flattened in row-major order).
+
+    Attributes
+    ----------
+    level, measure, k : as passed to :func:`selective_mask`.
+    shapes : ordered dict name -> shape of every parameter tensor.
+    delta1, delta2 : Δ1 (domain sensitivity) and Δ2 (fairness sensitivity) of every unit (eq. 4),
+        flat float64 arrays (tensor level: one value per name, in ``names`` order).
+    in_K1, in_K2 : bool arrays, the top-k sets K1 (smallest Δ1) and K2 (largest Δ2) of eq. 6.
+    """
+
+    level: str
+    measure: str
+    k: int
+    shapes: Mapping[str, tuple[int, ...]]
+    delta1: np.ndarray
+    delta2: np.ndarray
+    in_K1: np.ndarray
+    in_K2: np.ndarray
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.shapes)
+
+    @property
+    def selected(self) -> np.ndarray:
+        """M of eq. 7 per unit: K = K1 ∩ K2."""
+        return self.in_K1 & self.in_K2
+
+    def _per_tensor(self, flags: np.ndarray) -> dict[str, np.ndarray]:
+        if self.level == "tensor":
+            return {k: flags[i:i + 1] for i, k in enumerate(self.shapes)}
+        out, lo = {}, 0
+        for k, shape in self.shapes.items():
+            n = math.prod(shape)
+            out[k] = flags[lo:lo + n]
+            lo += n
+        return out
+
+    @property
+    def trainable(self) -> set[str]:
+        """Names of the tensors with at least one selected element (``fit(trainable=...)``)."""
+        return {k for k, f in self._per_tensor(self.selected).items() if f.any()}
+
+    def grad_masks(self) -> dict[str, torch.Tensor]:
+        """M as 0/1 float tensors of the parameters' shapes, for the trainable tensors (eq. 8's
+        M ⊙ ∇; ``fit(grad_masks=...)``). At tensor level these are all ones."""
+        per = self._per_tensor(self.selected)
+        return {k: torch.as_tensor(np.broadcast_to(per[k], (math.prod(self.shapes[k]),)).copy(),
+                                   dtype=torch.float32).reshape(self.shapes[k])
+                for k in self.shapes if per[k].any()}
+
+    def n_selected_parameters(self) -> int:
+        """Number of scalar parameters M selects."""
+        per = self._per_tensor(self.selected)
+        if self.level == "element":
+            return int(sum(int(f.sum()) for f in per.values()))
+        return int(sum(math.prod(self.shapes[k]) for k, f in per.items() if f.any()))
+
+    def check_model(self, model: nn.Module, where: str = "SelectiveMask") -> None:
+        """Raise unless every name of the mask is a parameter of ``model`` with the same shape."""
+        params = dict(model.named_parameters())
+        for k, shape in self.shapes.items():
+            if k not in params:
+                raise _fail(where, "model", f"{type(model).__name__} without parameter {k!r}",
+                            "the model the gradients were measured on")
+            if tuple(params[k].shape) != tuple(shape):
+                raise _fail(where, "model", f"{k!r} of shape {tuple(params[k].shape)}",
+                            f"shape {tuple(shape)} as in the mask")
+
+    def fraction_of_parameters(self, model: nn.Module) -> float:
+        """Share of the model's scalar parameters that are trained (Fig. 5's "% of parameters")."""
+        self.check_model(model, "fraction_of_parameters")
+        return self.n_selected_parameters() / sum(p.numel() for p in model.parameters())
+
+    def table(self) -> pd.DataFrame:
+        """One row per parameter tensor: ``numel``, ``selected`` (scalars selected) and, at tensor
+        level, ``delta1``, ``delta2``, their ranks in R1 / R2 (1 = first) and K1 / K2 membership."""
+        per = self._per_tensor(self.selected)
+        df = pd.DataFrame({"name": self.names,
+                           "numel": [math.prod(s) for s in self.shapes.values()],
+                           "selected": [int(per[k].sum()) for k in self.shapes]})
+        if self.level == "tensor":
+            df["selected"] *= df["numel"]
+            r1 = np.empty(len(df), int)
+            r1[np.argsort(self.delta1, kind="stable")] = np.arange(1, len(df) + 1)
+            r2 = np.empty(len(df), int)
+            r2[np.argsort(-self.delta2, kind="stable")] = np.arange(1, len(df) + 1)
+            df = df.assign(delta1=self.delta1, delta2=self.delta2, rank1=r1, rank2=r2,
+                           in_K1=self.in_K1, in_K2=self.in_K2)
+        return df
+
+
+def _n_units(shapes: Mapping[str, tuple[int, ...]], level: str) -> int:
+    return len(shapes) if level == "tensor" else sum(math.prod(s) for s in shapes.values())
+
+
+def _top(order: np.ndarray, k: int, n: int) -> np.ndarray:
+    flags = np.zeros(n, bool)
+    flags[order[:k]] = True
+    return flags
+
+
+def selective_mask(g_R: Mapping[str, torch.Tensor], g_S1: Mapping[str, torch.Tensor],
+                   g_S2: Mapping[str, torch.Tensor], k: int, *, level: str = "tensor",
+                   measure: str = "abs") -> SelectiveMask:
+    """Selective mask generation (AIM-Fair §3.2, eqs. 4-7).
+
+    Eq. 4: Δ1 = |g_R − g_S1| (real biased vs synthetic biased: domain sensitivity) and
+    Δ2 = |g_S1 − g_S2| (synthetic biased vs synthetic balanced: fairness sensitivity). Eq. 5:
+    R1 = argsort(Δ1) ascending, R2 = argsort(−Δ2). Eq. 6: K1, K2 = the first ``k`` of each.
+    Eq. 7: M = K1 ∩ K2.
+
+    Parameters
+    ----------
+    g_R, g_S1, g_S2 : dicts name -> dataset gradient (:func:`dataset_gradients` on D_R, D_S1, D_S2),
+        with the same names and shapes; the order of ``g_R`` fixes the unit order.
+    k : top-k size, 1 <= k <= number of units (tensors at tensor level, scalars at element level).
+    level : ``"tensor"`` (the authors' code: one unit per weight/bias tensor, Δ = mean over its
+        elements of |g_a − g_b|) or ``"element"`` (the paper's per-scalar text).
+    measure : ``"abs"`` (eq. 4) or ``"cosine"`` (Table 4's variant, Δ = 1 − cos(g_a, g_b) per
+        tensor; a zero gradient has cosine 0). Cosine needs whole tensors: tensor level only.
+
+    Ties are broken deterministically by a stable sort: among equal Δ the unit that comes first
+    in the parameter order (``g_R``'s order) ranks first, in R1 and in R2 alike.
+    """
+    where = "selective_mask"
+    if level not in LEVELS:
+        raise _fail(where, "level", level, "'tensor' or 'element'")
+    if measure not in MEASURES:
+        raise _fail(where, "measure", measure, "'abs' or 'cosine'")
+    if measure == "cosine" and level != "tensor":
+        raise _fail(where, "measure", measure, "'abs' at level='element' (a cosine compares whole "
+                    "tensors: use level='tensor')")
+    shapes = _check_gradients(g_R, g_S1, g_S2)
+    n = _n_units(shapes, level)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise _fail(where, "k", k, f"an integer in [1, {n}] (the number of "
+                    f"{'tensors' if level == 'tensor' else 'scalar parameters'})")
+    names = list(shapes)
+    d1 = _delta(g_R, g_S1, names, level, measure)
+    d2 = _delta(g_S1, g_S2, names, level, measure)
+    r1 = np.argsort(d1, kind="stable")
+    r2 = np.argsort(-d2, kind="stable")
+    return SelectiveMask(level, measure, int(k), shapes, d1, d2, _top(r1, k, n), _top(r2, k, n))
+
+
+def _shapes_of(model_or_names, level: str, where: str) -> OrderedDict[str, tuple[int, ...]]:
+    if isinstance(model_or_names, nn.Module):
+        return OrderedDict((k, tuple(p.shape)) for k, p in model_or_names.named_parameters())
+    if isinstance(model_or_names, Mapping):
+        return OrderedDict((k, tuple(torch.as_tensor(v).shape)) for k, v in model_or_names.items())
+    if isinstance(model_or_names, Iterable) and not isinstance(model_or_names, (str, bytes)):
+        if level == "element":
+            raise _fail(where, "model_or_names", "parameter names only",
+                        "a model or a dict name -> tensor at level='element' (sizes are needed)")
+        return OrderedDict((str(k), ()) for k in model_or_names)
+    raise _fail(where, "model_or_names", type(model_or_names).__name__,
+                "a model, a dict name -> tensor, or parameter names")
+
+
+def k_for_fraction(model_or_names, fraction: float, level: str = "tensor") -> int:
+    """The ``k`` that makes each top-k set (eq. 6) cover ``fraction`` of the units:
+    ``round(fraction × n_units)``, at least 1 — tensors at tensor level (the paper's Fig. 5:
+    k = 40..60 of ResNet-18's 62 tensors ≈ 64%..96%), scalars at element level."""
+    where = "k_for_fraction"
+    if level not in LEVELS:
+        raise _fail(where, "level", level, "'tensor' or 'element'")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise _fail(where, "fraction", fraction, "a number in (0, 1]")
+    n = _n_units(_shapes_of(model_or_names, level, where), level)
+    if n == 0:
+        raise _fail(where, "model_or_names", "no parameters", "at least one parameter tensor")
+    return min(n, max(1, math.floor(fraction * n + 0.5)))
+
+
+# ---------------------------------------------------------------- selective fine-tuning (eq. 8)
+def _bn_modules_frozen(model: nn.Module, trainable: set[str]) -> list[nn.modules.batchnorm._BatchNorm]:
+    """BatchNorm modules none of whose parameters is trained (affine-free ones included)."""
+    out = []
+    for prefix, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            own = [f"{prefix}.{n}" if prefix else n for n, _ in mod.named_parameters(recurse=False)]
+            if not any(n in trainable for n in own):
+                out.append(mod)
+    return out
+
+
+def _with_masked_decay(extra_loss, weight_decay: float, names: Sequence[str]):
+    """``extra_loss`` plus (weight_decay / 2) Σ ||θ||² over the parameters ``names``: its gradient
+    weight_decay·θ is the coupled weight decay of SGD/Adam, and passes through the engine's
+    gradient masks."""
+    def term(model, batch):
+        params = dict(model.named_parameters())
+        l2 = sum(params[n].pow(2).sum() for n in names)
+        out = 0.5 * weight_decay * l2
+        return out if extra_loss is None else out + extra_loss(model, batch)
+    if getattr(extra_loss, "forward", None) is not None:
+        term.forward = extra_loss.forward
+    return term
+
+
+def selective_finetune(model: nn.Module, mask: SelectiveMask, X, y=None, *,
+                       freeze_bn_stats: bool = False, **fit_kwargs) -> train.FitResult:
+    """Selective fine-tuning (AIM-Fair §3.3, eq. 8): θ ← θ − η (M ⊙ ∇θ L) on the balanced
+    synthetic data, through :func:`fairbook.train.fit`.
+
+    Tensor level: ``fit(trainable=mask.trainable)`` — every other tensor is frozen
+    (``requires_grad=False``, as in the authors' code). Element level: ``trainable`` plus
+    ``grad_masks=mask.grad_masks()``; a coupled weight decay (``Optim("sgd"|"adam",
+    weight_decay=...)``) would shrink unselected elements of a trained tensor, so it is moved into
+    an L2 term of the loss whose gradient is masked like the rest (same update for the selected
+    elements, none for the others; the reported ``train_loss`` includes it). AdamW's decoupled
+    decay cannot be masked and is refused at element level.
+
+    ``freeze_bn_stats``: ``False`` (default, the authors' behaviour): the model trains in
+    ``train()`` mode and every BatchNorm layer's running mean/variance keeps updating on the
+    synthetic batches, frozen layers included. ``True``: for the BatchNorm layers none of whose
+    parameters is trained, ``track_running_stats`` is switched off during fine-tuning, so their
+    ``running_mean``, ``running_var`` and ``num_batches_tracked`` stay bit-identical; in
+    ``train()`` mode these layers still normalise each batch with its own batch statistics (as
+    always in train mode), and in ``eval()`` mode (validation, test) they use the kept running
+    statistics. The flag is restored afterwards. Layers with a trained parameter update as usual.
+
+    ``fit_kwargs`` go to :func:`fairbook.train.fit` (``epochs``, ``optim``, ``loss="bce"``,
+    ``val``/``select`` ...); ``trainable`` and ``grad_masks`` come from the mask.
+    """
+    where = "selective_finetune"
+    if not isinstance(mask, SelectiveMask):
+        raise _fail(where, "mask", type(mask).__name__, "a SelectiveMask from selective_mask()")
+    for key in ("trainable", "grad_masks"):
+        if key in fit_kwargs:
+            raise _fail(where, key, "an explicit value", "nothing: the mask sets it")
+    if not isinstance(freeze_bn_stats, bool):
+        raise _fail(where, "freeze_bn_stats", freeze_bn_stats, "True or False")
+    mask.check_model(model, where)
+    trainable = mask.trainable
+    if not trainable:
+        raise _fail(where, "mask", "an empty selection (K1 ∩ K2 = ∅)", "a mask selecting at least "
+                    "one parameter (raise k)")
+    kwargs = dict(fit_kwargs, trainable=trainable)
+    if mask.level == "element":
+        opt = fit_kwargs.get("optim", train.Optim())
+        if opt.weight_decay:
+            if opt.name == "adamw":
+                raise _fail(where, "optim", opt, "weight_decay=0 for 'adamw' at level='element' "
+                            "(its decoupled decay would move unselected elements), or sgd/adam")
+            kwargs["optim"] = dataclasses.replace(opt, weight_decay=0.0)
+            kwargs["extra_loss"] = _with_masked_decay(fit_kwargs.get("extra_loss"),
+                                                      opt.weight_decay, sorted(trainable))
+        kwargs["grad_masks"] = mask.grad_masks()
+    frozen_bn = _bn_modules_frozen(model, trainable) if freeze_bn_stats else []
+    for mod in frozen_bn:
+        mod.track_running_stats = False
+    try:
+        return train.fit(model, X, y, **kwargs)
+    finally:
+        for mod in frozen_bn:
+            mod.track_running_stats = True
+
+
+# ------------------------------------------------------------------------------ baselines (Tables 3-4)
+def blocks(model: nn.Module) -> OrderedDict[str, list[str]]:
+    """The blocks of Table 4's sub-tuning baselines and Fig. 2: block name -> parameter names.
+
+    torchvision ResNet (also :func:`fairbook.models.cifar_resnet18`): ``stem`` (conv1, bn1),
+    ``layer1`` .. ``layer4``, ``fc``. :class:`fairbook.models.SmallCNN`: ``block1`` .. ``block3``
+    (each conv + BatchNorm of ``body``) and ``head``. Other architectures raise.
+    """
+    from torchvision.models import ResNet
+
+    names = [n for n, _ in model.named_parameters()]
+    out: OrderedDict[str, list[str]] = OrderedDict()
+    if isinstance(model, ResNet):
+        top = {"conv1": "stem", "bn1": "stem", "layer1": "layer1", "layer2": "layer2",
+               "layer3": "layer3", "layer4": "layer4", "fc": "fc"}
+        for b in ("stem", "layer1", "layer2", "layer3", "layer4", "fc"):
+            out[b] = []
+        for n in names:
+            b = top.get(n.split(".")[0])
+            if b is None:
+                raise _fail("blocks", "model", f"ResNet with an unexpected parameter {n!r}",
+                            "a torchvision ResNet (conv1, bn1, layer1-4, fc)")
+            out[b].append(n)
+    elif isinstance(model, models.SmallCNN):
+        current = None
+        for child, mod in model.body.named_children():
+            if isinstance(mod, nn.Conv2d):
+                current = f"block{len(out) + 1}"
+                out[current] = []
+            for n, _ in mod.named_parameters():
+                if current is None:
+                    raise _fail("blocks", "model", "a SmallCNN whose body starts without a conv",
+                                "SmallCNN as built by fairbook.models")
+                out[current].append(f"body.{child}.{n}")
+        out["head"] = [n for n in names if n.startswith("head.")]
+    else:
+        raise _fail("blocks", "model", type(model).__name__,
+                    "a torchvision ResNet or fairbook.models.SmallCNN")
+    return out
+
+
+def full(model: nn.Module) -> set[str]:
+    """Every parameter tensor: full fine-tuning (FFT, Table 3)."""
+    return {n for n, _ in model.named_parameters()}
+
+
+def linear_probe(model: nn.Module) -> set[str]:
+    """The final linear layer's parameters (linear probing, Table 3)."""
+    head = models.head(model)
+    prefix = next(n for n, m in model.named_modules() if m is head)
+    return {f"{prefix}.{n}" for n, _ in head.named_parameters()}
+
+
+def random_selection(model: nn.Module, fraction: float, seed: int) -> set[str]:
+    """``round(fraction × n_tensors)`` (at least 1) parameter tensors drawn uniformly without
+    replacement; Table 4's "random selection" (updating ratios 40%, 55%, 70%, 85%)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise _fail("random_selection", "fraction", fraction, "a number in (0, 1]")
+    names = [n for n, _ in model.named_parameters()]
+    k = k_for_fraction(names, fraction, "tensor")
+    rng = np.random.default_rng(seed)
+    return {names[i] for i in rng.choice(len(names), size=k, replace=False)}
+
+
+def _block(model: nn.Module, block: str, where: str) -> tuple[dict, list[str]]:
+    bl = blocks(model)
+    if block not in bl:
+        raise _fail(where, "block", block, ", ".join(bl))
+    return bl, bl[block]
+
+
+def update_one_block(model: nn.Module, block: str) -> set[str]:
+    """Sub-tuning by updating one block (Table 4, Kaplun et al.): the block's parameter names."""
+    return set(_block(model, block, "update_one_block")[1])
+
+
+def freeze_one_block(model: nn.Module, block: str) -> set[str]:
+    """Sub-tuning by freezing one block (Table 4, Fig. 2): every parameter name outside it."""
+    return full(model) - set(_block(model, block, "freeze_one_block")[1])
+
+
+def _concat(parts: Sequence):
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat(list(parts))
+    return np.concatenate([metrics.as_numpy(p) for p in parts])
+
+
+def _check_pair(where: str, X, y, label: str) -> None:
+    if len(X) != len(y):
+        raise _fail(where, f"y_{label}", f"{len(y)} labels", f"one per row of X_{label} ({len(X)})")
+
+
+def supplement(X_real, y_real, X_syn, y_syn):
+    """Data supplementation (Table 3, after Shin et al.): the real training set followed by the
+    synthetic one, for co-training from scratch. Returns ``(X, y)`` (torch if all inputs are
+    tensors, else numpy)."""
+    where = "supplement"
+    _check_pair(where, X_real, y_real, "real")
+    _check_pair(where, X_syn, y_syn, "syn")
+    if tuple(X_real.shape[1:]) != tuple(X_syn.shape[1:]):
+        raise _fail(where, "X_syn", f"samples of shape {tuple(X_syn.shape[1:])}",
+                    f"the sample shape of X_real, {tuple(X_real.shape[1:])}")
+    return _concat([X_real, X_syn]), _concat([y_real, y_syn])
+
+
+def repair(X_real, y_real, s_real, X_syn, y_syn, s_syn, seed: int = 0):
+    """Data repairing (Table 3, after D'Incà et al. / Ye-Bin et al.): add synthetic samples of each
+    (y, s) cell, drawn without replacement, until every cell has as many samples as the largest
+    real cell. Returns ``(X, y, s)``: the real samples first, then the added synthetic ones cell by
+    cell (torch if all inputs are tensors, else numpy). Raises naming the cell whose synthetic pool
+    is too small."""
+    where = "repair"
+    _check_pair(where, X_real, y_real, "real")
+    _check_pair(where, X_syn, y_syn, "syn")
+    if len(s_real) != len(X_real):
+        raise _fail(where, "s_real", f"{len(s_real)} values", f"one per row of X_real ({len(X_real)})")
+    if len(s_syn) != len(X_syn):
+        raise _fail(where, "s_syn", f"{len(s_syn)} values", f"one per row of X_syn ({len(X_syn)})")
+    if tuple(X_real.shape[1:]) != tuple(X_syn.shape[1:]):
+        raise _fail(where, "X_syn", f"samples of shape {tuple(X_syn.shape[1:])}",
+                    f"the sample shape of X_real, {tuple(X_real.shape[1:])}")
+    yr, sr = metrics._binary(y_real, "y_real"), metrics._binary(s_real, "s_real")
+    ys, ss = metrics._binary(y_syn, "y_syn"), metrics._binary(s_syn, "s_syn")
+    counts = {c: int(((yr == c[0]) & (sr == c[1])).sum()) for c in CELLS}
+    target = max(counts.values())
+    pools = {c: np.flatnonzero((ys == c[0]) & (ss == c[1])) for c in CELLS}
+    for c in CELLS:
+        if len(pools[c]) < target - counts[c]:
+            raise ValueError(f"{where}: cell (y={c[0]}, s={c[1]}) needs {target - counts[c]} "
+                             f"synthetic samples to reach {target}, but the synthetic pool holds "
+                             f"only {len(pools[c])}")
+    rng = np.random.default_rng(seed)
+    add = np.concatenate([rng.choice(pools[c], target - counts[c], replace=False) for c in CELLS])
+    add = add.astype(np.int64)
+    tensors = all(isinstance(a, torch.Tensor) for a in (X_real, y_real, s_real, X_syn, y_syn, s_syn))
+    pick = (lambda a: a[torch.as_tensor(add)]) if tensors else (lambda a: metrics.as_numpy(a)[add])
+    return (_concat([X_real, pick(X_syn)]), _concat([y_real, pick(y_syn)]),
+            _concat([s_real, pick(s_syn)]))
+
+
+# ------------------------------------------------------------------------------ evaluation
+def evaluate(model: nn.Module, X, y=None, s=None, device="auto",
+             batch_size: int = 4096) -> dict[str, float]:
+    """AIM-Fair's table columns for one model (threshold 0.5 on a single logit, else argmax):
+    ``acc``; the four cell accuracies ``acc_y{y}_s{s}``; ``wst`` (eq. 10, min over the four
+    cells); ``eo`` (eq. 9, (ΔTPR + ΔFPR)/2, in [0, 1]); ``std`` (population std of the four
+    cells). Fractions, not percent. ``X`` may be a Dataset yielding ``(x, y, index)``; ``y``
+    then defaults to its ``y`` attribute. ``s`` is the binary protected attribute."""
+    where = "evaluate"
+    if y is None:
+        y = getattr(X, "y", None)
+        if y is None:
+            raise _fail(where, "y", None, "labels (or X a Dataset with a 'y' attribute)")
+    if s is None:
+        raise _fail(where, "s", None, "the binary protected attribute of every sample")
+    if not (len(X) == len(y) == len(s)):
+        raise _fail(where, "y, s", f"lengths {len(y)}, {len(s)}", f"one per sample of X ({len(X)})")
+    logits = train.logits_of(model, X, batch_size=batch_size, device=device)
+    pred = train.predict(logits).numpy()
+    cells = metrics.cell_accuracies(y, pred, s)
+    out = {"acc": metrics.accuracy(y, pred)}
+    out.update({f"acc_y{a}_s{b}": float(cells[a, b]) for a, b in CELLS})
+    out.update(wst=metrics.worst_group_accuracy(y, pred, s), eo=metrics.equalized_odds_mean(y, pred, s),
+               std=metrics.group_accuracy_std(y, pred, s))
+    return out
+
+
+def aggregate(rows, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean over seeds per setting, in the authors' order of operations.
+
+    ``rows``: records (dicts or a DataFrame) holding the :data:`METRICS` of :func:`evaluate` and
+    the setting columns (default ``by``: every column except the metrics and ``seed``). Per
+    setting: ``acc``, ``eo`` and the four cell accuracies are averaged over seeds; ``wst`` and
+    ``std`` are then recomputed from the seed-averaged cell accuracies
+    (:func:`fairbook.metrics.aggregate_cell_accuracies`), not averaged. ``n_seeds`` counts rows.
+    """
+    where = "aggregate"
+    df = pd.DataFrame(rows).reset_index(drop=True)
+    if df.empty:
+        raise _fail(where, "rows", "no rows", "one record per (setting, seed)")
+    missing = [m for m in ("acc", "eo", *_CELL_KEYS) if m not in df]
+    if missing:
+        raise _fail(where, "rows", f"records without {missing}", "the keys of aimfair.evaluate")
+    if by is None:
+        by = [c for c in df.columns if c not in METRICS and c != "seed"]
+    else:
+        by = list(by)
+        unknown = [c for c in by if c not in df]
+        if unknown:
+            raise _fail(where, "by", unknown, f"columns of rows: {', '.join(map(str, df.columns))}")
+    groups = df.groupby(by, sort=False, dropna=False) if by else [((), df)]
+    out = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        cells = g[list(_CELL_KEYS)].to_numpy(float).reshape(-1, 2, 2)
+        agg = metrics.aggregate_cell_accuracies(cells)
+        row = dict(zip(by, key))
+        row.update(n_seeds=len(g), acc=float(g["acc"].mean()))
+        row.update({c: float(agg["cells"][a, b]) for c, (a, b) in zip(_CELL_KEYS, CELLS)})
+        row.update(wst=agg["wst"], eo=float(g["eo"].mean()), std=agg["std"])
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,0 +1,514 @@
+"""Unit tests of fairbook.aimfair: cell ratios, dataset gradients (eqs. 1-3), the selective mask
+(eqs. 4-7), selective fine-tuning (eq. 8) with and without frozen BatchNorm statistics, the
+baselines of Tables 3-4, and the evaluation/aggregation of the paper's tables."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fairbook import aimfair as A
+from fairbook import train as T
+from fairbook.data.images import AIM_FAIR_RATIOS, _cell_counts
+from fairbook.models import MLP, SmallCNN, resnet
+
+
+# ------------------------------------------------------------------------------------ helpers
+def clone_params(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def clone_buffers(model):
+    return {k: v.detach().clone() for k, v in model.named_buffers()}
+
+
+def cnn(seed=0):
+    torch.manual_seed(seed)
+    return SmallCNN(in_channels=1, num_classes=1, channels=(4, 6, 8))
+
+
+def images(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 1, 8, 8, generator=g)
+    y = (X.mean((1, 2, 3)) > 0.5).long()
+    return X, y
+
+
+class Indexed(torch.utils.data.Dataset):
+    """A Dataset yielding (x, y, index), like the package's image tables."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], int(self.y[i]), i
+
+
+def mask_for(model, chosen, level="tensor"):
+    """A SelectiveMask through selective_mask whose selection is ``chosen``: a set of names
+    (tensor level) or a dict name -> bool tensor (element level). Δ1 = 0 / Δ2 = 1 on the chosen
+    units and Δ1 = 1 / Δ2 = 0 elsewhere, k = the number of chosen units, so K1 = K2 = K = chosen."""
+    g_S1, g_R, g_S2 = {}, {}, {}
+    for n, p in model.named_parameters():
+        on = (chosen[n].float() if level == "element" and n in chosen
+              else torch.full(p.shape, float(level == "tensor" and n in chosen)))
+        g_S1[n], g_R[n], g_S2[n] = torch.zeros(p.shape), 1 - on, on
+    k = len(chosen) if level == "tensor" else int(sum(int(m.sum()) for m in chosen.values()))
+    return A.selective_mask(g_R, g_S1, g_S2, k, level=level)
+
+
+# ------------------------------------------------------------------------------------ ratios
+def test_bias_ratios_match_the_papers_1_to_9_subset_and_table6():
+    r = A.bias_ratios(0.1)
+    assert r == pytest.approx((0.05, 0.45, 0.45, 0.05))
+    assert r == pytest.approx(AIM_FAIR_RATIOS)
+    assert _cell_counts(20_000, r).tolist() == [1000, 9000, 9000, 1000]   # REFERENCE: CelebA counts
+    assert A.bias_ratios("1:9") == pytest.approx(r)
+    assert A.bias_ratios("3:7") == pytest.approx((0.15, 0.35, 0.35, 0.15))
+    assert A.bias_ratios(0.5) == A.balanced_ratios() == (0.25, 0.25, 0.25, 0.25)
+    for m in (0.0, 0.2, 0.4, 0.5):
+        assert sum(A.bias_ratios(m)) == pytest.approx(1.0)
+        r = A.bias_ratios(m)
+        assert r[0] + r[1] == pytest.approx(0.5) and r[0] / 0.5 == pytest.approx(m)
+
+
+@pytest.mark.parametrize("bad", [0.6, -0.1, "9:1", "1-9", "a:b", True, None])
+def test_bias_ratios_rejects(bad):
+    with pytest.raises(ValueError, match="bias_ratios: minority got"):
+        A.bias_ratios(bad)
+
+
+# ------------------------------------------------------------------------------------ gradients
+def full_batch_gradient(model, X, y, loss="bce"):
+    model.zero_grad()
+    out = model(X)
+    value = (nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), y.float())
+             if loss == "bce" else nn.functional.cross_entropy(out, y))
+    value.backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+@pytest.mark.parametrize("loss,out", [("bce", 1), ("ce", 2)])
+def test_dataset_gradients_equal_the_full_batch_gradient_of_the_mean_loss(loss, out):
+    torch.manual_seed(0)
+    model = MLP(5, (7,), out)
+    X = torch.randn(37, 5)
+    y = (X[:, 0] > 0).long()
+    want = full_batch_gradient(model, X, y, loss)
+    got = A.dataset_gradients(model, X, y, batch_size=8, loss=loss, device="cpu")  # 4×8 + 5
+    assert list(got) == [n for n, _ in model.named_parameters()]
+    for k in want:
+        assert got[k].shape == want[k].shape
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    # an unweighted mean of batch means would differ with an uneven last batch
+    unweighted = {k: torch.zeros_like(v) for k, v in want.items()}
+    for i in range(0, 37, 8):
+        for k, v in full_batch_gradient(model, X[i:i + 8], y[i:i + 8], loss).items():
+            unweighted[k] += v / 5
+    assert any(not torch.allclose(unweighted[k], got[k], atol=1e-6) for k in got)
+    # numpy input and a Dataset of (x, y, index) give the same numbers
+    via_numpy = A.dataset_gradients(model, X.numpy(), y.numpy(), batch_size=8, loss=loss, device="cpu")
+    via_ds = A.dataset_gradients(model, Indexed(X, y), batch_size=8, loss=loss, device="cpu")
+    for k in got:
+        torch.testing.assert_close(via_numpy[k], got[k])
+        torch.testing.assert_close(via_ds[k], got[k])
+
+
+def test_dataset_gradients_leave_the_model_unchanged_and_use_train_mode():
+    model = cnn()
+    X, y = images(30)
+    model.eval()
+    params, buffers = clone_params(model), clone_buffers(model)
+    model.head.weight.grad = torch.full_like(model.head.weight, 7.0)    # a caller's own .grad
+    model.body[0].weight.requires_grad_(False)                          # a caller's frozen tensor
+    rng = torch.get_rng_state()
+    g_train = A.dataset_gradients(model, X, y, batch_size=8, device="cpu")
+    # parameters, BN running stats and num_batches_tracked, grads, flags, mode: all as before
+    assert all(torch.equal(params[k], v) for k, v in clone_params(model).items())
+    assert all(torch.equal(buffers[k], v) for k, v in clone_buffers(model).items())
+    assert torch.equal(model.head.weight.grad, torch.full_like(model.head.weight, 7.0))
+    assert model.body[1].weight.grad is None
+    assert not model.body[0].weight.requires_grad and model.body[1].weight.requires_grad
+    assert not model.training
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert g_train["body.0.weight"].abs().sum() > 0      # frozen tensors get a gradient too
+    # train mode (BN batch statistics) is not eval mode; eval mode is the full-batch eval gradient
+    model.body[0].weight.requires_grad_(True)
+    g_eval = A.dataset_gradients(model, X, y, batch_size=8, train_mode=False, device="cpu")
+    want = full_batch_gradient(model, X, y)
+    for k in want:
+        torch.testing.assert_close(g_eval[k], want[k], rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(g_train["body.0.weight"], g_eval["body.0.weight"], atol=1e-6)
+    # a train-mode forward outside the function would move the BN statistics (the test has teeth)
+    model.train()
+    model(X)
+    assert not torch.equal(buffers["body.1.running_mean"], model.body[1].running_mean)
+
+
+def test_dataset_gradients_with_dropout_are_seeded():
+    torch.manual_seed(0)
+    model = MLP(5, (16,), 1, dropout=0.5)
+    X = torch.randn(20, 5)
+    y = (X[:, 0] > 0).long()
+    a = A.dataset_gradients(model, X, y, batch_size=6, device="cpu", seed=3)
+    b = A.dataset_gradients(model, X, y, batch_size=6, device="cpu", seed=3)
+    c = A.dataset_gradients(model, X, y, batch_size=6, device="cpu", seed=4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_dataset_gradients_reject_bad_inputs():
+    model = MLP(2, (3,), 1)
+    X, y = torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="dataset_gradients: loss got 'mse'"):
+        A.dataset_gradients(model, X, y, loss="mse")
+    with pytest.raises(ValueError, match="dataset_gradients: batch_size got 0"):
+        A.dataset_gradients(model, X, y, batch_size=0)
+    with pytest.raises(ValueError, match="dataset_gradients: y got None"):
+        A.dataset_gradients(model, X)
+    with pytest.raises(ValueError, match="dataset_gradients: y got '3 labels'"):
+        A.dataset_gradients(model, X, y[:3])
+    with pytest.raises(ValueError, match="empty"):
+        A.dataset_gradients(model, X[:0], y[:0])
+
+
+# ------------------------------------------------------------------------------------ mask
+def hand_gradients():
+    """Five tensors, dyadic values (exact in floating point, so ties are real ties). Per-tensor
+    means of |g_R − g_S1|: a .375, b .125, c .25, d .125, e .5 (a's |mean| would be .125: the mean
+    of absolute differences is meant); of |g_S1 − g_S2|: a .5, b .0625, c .5, d .25, e .875."""
+    g_S1 = {"a": torch.zeros(2), "b": torch.zeros(1), "c": torch.zeros(3), "d": torch.zeros(1, 1),
+            "e": torch.zeros(2)}
+    g_R = {"a": torch.tensor([0.5, -0.25]), "b": torch.tensor([0.125]),
+           "c": torch.tensor([0.25, -0.25, 0.25]), "d": torch.tensor([[-0.125]]),
+           "e": torch.tensor([0.5, 0.5])}
+    g_S2 = {"a": torch.tensor([0.5, -0.5]), "b": torch.tensor([0.0625]),
+            "c": torch.tensor([0.75, 0.375, 0.375]), "d": torch.tensor([[0.25]]),
+            "e": torch.tensor([-0.875, 0.875])}
+    return g_R, g_S1, g_S2
+
+
+def test_tensor_level_mask_reproduces_the_hand_ranking():
+    g_R, g_S1, g_S2 = hand_gradients()
+    m = A.selective_mask(g_R, g_S1, g_S2, 3)
+    np.testing.assert_array_equal(m.delta1, [0.375, 0.125, 0.25, 0.125, 0.5])
+    np.testing.assert_array_equal(m.delta2, [0.5, 0.0625, 0.5, 0.25, 0.875])
+    # R1 = b, d (tie: parameter order), c, a, e;  R2 = e, a, c (tie: parameter order), d, b
+    t = m.table().set_index("name")
+    assert t["rank1"].to_dict() == {"b": 1, "d": 2, "c": 3, "a": 4, "e": 5}
+    assert t["rank2"].to_dict() == {"e": 1, "a": 2, "c": 3, "d": 4, "b": 5}
+    assert set(t.index[t.in_K1]) == {"b", "d", "c"} and set(t.index[t.in_K2]) == {"e", "a", "c"}
+    assert m.trainable == {"c"} and m.level == "tensor" and m.k == 3
+    m4 = A.selective_mask(g_R, g_S1, g_S2, 4)
+    assert m4.trainable == {"a", "c", "d"}
+    masks = m4.grad_masks()
+    assert set(masks) == {"a", "c", "d"} and masks["d"].shape == (1, 1)
+    assert all(torch.equal(v, torch.ones_like(v)) for v in masks.values())
+    assert m4.n_selected_parameters() == 2 + 3 + 1
+    assert A.selective_mask(g_R, g_S1, g_S2, 5).trainable == {"a", "b", "c", "d", "e"}
+
+
+def test_element_level_mask_reproduces_the_hand_ranking():
+    g_R, g_S1, g_S2 = hand_gradients()
+    m = A.selective_mask(g_R, g_S1, g_S2, 4, level="element")
+    # elements in order a0 a1 b0 c0 c1 c2 d0 e0 e1
+    np.testing.assert_array_equal(m.delta1, [.5, .25, .125, .25, .25, .25, .125, .5, .5])
+    np.testing.assert_array_equal(m.delta2, [.5, .5, .0625, .75, .375, .375, .25, .875, .875])
+    # K1 (4 smallest Δ1, ties by position): b0, d0, a1, c0; K2 (4 largest Δ2): e0, e1, c0, a0
+    # (a0 and a1 tie at .5 with a0 first) -> K = {c0}
+    assert np.flatnonzero(m.in_K1).tolist() == [1, 2, 3, 6]
+    assert np.flatnonzero(m.in_K2).tolist() == [0, 3, 7, 8]
+    assert m.trainable == {"c"}
+    assert torch.equal(m.grad_masks()["c"], torch.tensor([1.0, 0.0, 0.0]))
+    m6 = A.selective_mask(g_R, g_S1, g_S2, 6, level="element")
+    # K1 = a1 b0 d0 c0 c1 c2; K2 = e0 e1 c0 a0 a1 c1 -> a1, c0, c1
+    assert m6.trainable == {"a", "c"}
+    masks = m6.grad_masks()
+    assert torch.equal(masks["a"], torch.tensor([0.0, 1.0]))
+    assert torch.equal(masks["c"], torch.tensor([1.0, 1.0, 0.0]))
+    assert m6.n_selected_parameters() == 3
+    t = m6.table().set_index("name")
+    assert t["selected"].to_dict() == {"a": 1, "b": 0, "c": 2, "d": 0, "e": 0}
+
+
+def test_cosine_mask_reproduces_the_hand_ranking():
+    g_S1 = {"p": torch.tensor([1.0, 0.0]), "q": torch.tensor([1.0, 0.0]), "r": torch.tensor([0.0, 1.0])}
+    g_R = {"p": torch.tensor([2.0, 0.0]), "q": torch.tensor([0.0, 1.0]), "r": torch.tensor([-1.0, 1.0])}
+    g_S2 = {"p": torch.tensor([-1.0, 0.0]), "q": torch.tensor([1.0, 1.0]), "r": torch.tensor([0.0, 5.0])}
+    m = A.selective_mask(g_R, g_S1, g_S2, 2, measure="cosine")
+    np.testing.assert_allclose(m.delta1, [0.0, 1.0, 1 - 1 / math.sqrt(2)], atol=1e-12)
+    np.testing.assert_allclose(m.delta2, [2.0, 1 - 1 / math.sqrt(2), 0.0], atol=1e-12)
+    # K1 = {p, r}, K2 = {p, q} -> {p}; the absolute measure picks differently here
+    assert m.trainable == {"p"} and m.measure == "cosine"
+    assert A.selective_mask(g_R, g_S1, g_S2, 2).trainable == {"p", "r"}
+
+
+def test_ties_follow_parameter_order():
+    g = {n: torch.zeros(2) for n in ("z", "y", "x", "w")}
+    m = A.selective_mask(g, g, g, 2)
+    assert m.trainable == {"z", "y"}          # the first two in parameter order, not alphabetical
+    m = A.selective_mask(g, g, g, 3, level="element")
+    assert m.trainable == {"z", "y"} and torch.equal(m.grad_masks()["y"], torch.tensor([1.0, 0.0]))
+
+
+def test_selective_mask_rejects_bad_inputs():
+    g_R, g_S1, g_S2 = hand_gradients()
+    with pytest.raises(ValueError, match="level got 'layer'; allowed: 'tensor' or 'element'"):
+        A.selective_mask(g_R, g_S1, g_S2, 2, level="layer")
+    with pytest.raises(ValueError, match="measure got 'l2'"):
+        A.selective_mask(g_R, g_S1, g_S2, 2, measure="l2")
+    with pytest.raises(ValueError, match="measure got 'cosine'.*level='tensor'"):
+        A.selective_mask(g_R, g_S1, g_S2, 2, level="element", measure="cosine")
+    with pytest.raises(ValueError, match=r"k got 6; allowed: an integer in \[1, 5\]"):
+        A.selective_mask(g_R, g_S1, g_S2, 6)
+    with pytest.raises(ValueError, match=r"k got 0; allowed: an integer in \[1, 9\]"):
+        A.selective_mask(g_R, g_S1, g_S2, 0, level="element")
+    with pytest.raises(ValueError, match="g_S2 got .*missing \\['e'\\]"):
+        A.selective_mask(g_R, g_S1, {k: v for k, v in g_S2.items() if k != "e"}, 2)
+    with pytest.raises(ValueError, match=r"g_S1\['a'\] got 'shape \(3,\)'"):
+        A.selective_mask(g_R, {**g_S1, "a": torch.zeros(3)}, g_S2, 2)
+    with pytest.raises(ValueError, match="g_R got 'dict'"):
+        A.selective_mask({}, g_S1, g_S2, 2)
+
+
+def test_k_for_fraction_and_fraction_of_parameters():
+    net = resnet(18, 1)
+    assert A.k_for_fraction(net, 55 / 62) == 55
+    assert A.k_for_fraction(net, 0.64) == 40          # Fig. 5: k = 40 ≈ 64% of the tensors
+    assert A.k_for_fraction(["a", "b", "c"], 0.01) == 1
+    model = cnn()
+    total = sum(p.numel() for p in model.parameters())
+    assert total == 729 and A.k_for_fraction(model, 0.5, "element") == 365   # 364.5 rounds up
+    m = mask_for(model, {"head.weight", "head.bias"})
+    assert m.fraction_of_parameters(model) == pytest.approx((8 + 1) / total)
+    with pytest.raises(ValueError, match="fraction got 0"):
+        A.k_for_fraction(model, 0)
+    with pytest.raises(ValueError, match="sizes are needed"):
+        A.k_for_fraction(["a"], 0.5, "element")
+    with pytest.raises(ValueError, match="fraction_of_parameters: model got"):
+        m.fraction_of_parameters(MLP(2, (3,), 1))
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+FIT = dict(epochs=2, batch_size=16, loss="bce", select=None, device="cpu",
+           optim=T.Optim("sgd", lr=0.5, momentum=0.9))
+
+
+def test_tensor_level_finetuning_changes_exactly_the_selected_tensors():
+    model = cnn()
+    X, y = images(40)
+    chosen = {"body.4.weight", "body.9.bias", "head.weight"}
+    m = mask_for(model, chosen)
+    assert m.trainable == chosen
+    before = clone_params(model)
+    res = A.selective_finetune(model, m, X, y, **FIT)
+    assert isinstance(res, T.FitResult) and len(res.history) == 2
+    after = clone_params(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == chosen
+    assert all(p.requires_grad for p in model.parameters())       # flags given back
+
+
+def test_element_level_finetuning_changes_only_the_selected_elements_even_with_weight_decay():
+    model = cnn()
+    X, y = images(40)
+    g = torch.Generator().manual_seed(1)
+    chosen = {n: torch.rand(p.shape, generator=g) < 0.5
+              for n, p in model.named_parameters()
+              if n in ("body.4.weight", "body.5.weight", "head.weight")}
+    m = mask_for(model, chosen, level="element")
+    assert m.trainable == set(chosen)
+    assert all(torch.equal(m.grad_masks()[n], chosen[n].float()) for n in chosen)
+    before = clone_params(model)
+    fit = dict(FIT, optim=T.Optim("sgd", lr=0.5, momentum=0.9, weight_decay=0.05))
+    A.selective_finetune(model, m, X, y, **fit)
+    after = clone_params(model)
+    for n in before:
+        sel = chosen.get(n, torch.zeros(before[n].shape, dtype=torch.bool))
+        assert torch.equal(before[n][~sel], after[n][~sel]), n      # bit-identical
+        assert (before[n][sel] != after[n][sel]).all(), n           # weight decay moves every one
+
+
+def test_element_level_refuses_adamw_weight_decay_and_fit_overrides():
+    model = cnn()
+    X, y = images(16)
+    m = mask_for(model, {"head.weight": torch.ones(1, 8, dtype=torch.bool)}, level="element")
+    with pytest.raises(ValueError, match="selective_finetune: optim got .*adamw"):
+        A.selective_finetune(model, m, X, y,
+                             **dict(FIT, optim=T.Optim("adamw", lr=0.1, weight_decay=0.1)))
+    with pytest.raises(ValueError, match="selective_finetune: trainable got"):
+        A.selective_finetune(model, m, X, y, trainable={"head.bias"}, **FIT)
+    with pytest.raises(ValueError, match="selective_finetune: mask got 'set'"):
+        A.selective_finetune(model, {"head.bias"}, X, y, **FIT)
+    with pytest.raises(ValueError, match="selective_finetune: model got"):
+        A.selective_finetune(MLP(64, (3,), 1), m, X, y, **FIT)
+    zeros = {n: torch.zeros(p.shape) for n, p in model.named_parameters()}
+    empty = A.selective_mask(zeros, zeros, {**zeros, "head.bias": torch.ones(1)}, 1)
+    assert empty.trainable == set()                      # K1 = {body.0.weight}, K2 = {head.bias}
+    with pytest.raises(ValueError, match="selective_finetune: mask got 'an empty selection"):
+        A.selective_finetune(model, empty, X, y, **FIT)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bn_stats_keeps_frozen_layers_running_statistics(freeze):
+    model = cnn()
+    X, y = images(40)
+    m = mask_for(model, {"body.8.weight", "body.9.weight", "body.9.bias", "head.weight", "head.bias"})
+    buffers, params = clone_buffers(model), clone_params(model)
+    A.selective_finetune(model, m, X, y, freeze_bn_stats=freeze, **FIT)
+    now = clone_buffers(model)
+    frozen_bn = [f"body.{i}.{b}" for i in (1, 5)
+                 for b in ("running_mean", "running_var", "num_batches_tracked")]
+    assert all(torch.equal(buffers[b], now[b]) for b in frozen_bn) == freeze
+    for b in ("running_mean", "running_var"):
+        assert not torch.equal(buffers[f"body.9.{b}"], now[f"body.9.{b}"])   # trained layer moves
+    assert all(mod.track_running_stats for mod in model.modules()
+               if isinstance(mod, nn.BatchNorm2d))
+    after = clone_params(model)
+    assert all(torch.equal(params[k], after[k]) for k in params if k not in m.trainable)
+
+
+# ------------------------------------------------------------------------------------ baselines
+def test_blocks_of_small_cnn_and_resnet18():
+    model = cnn()
+    assert A.blocks(model) == {"block1": ["body.0.weight", "body.1.weight", "body.1.bias"],
+                               "block2": ["body.4.weight", "body.5.weight", "body.5.bias"],
+                               "block3": ["body.8.weight", "body.9.weight", "body.9.bias"],
+                               "head": ["head.weight", "head.bias"]}
+    net = resnet(18, 1)
+    bl = A.blocks(net)
+    assert list(bl) == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert sum(len(v) for v in bl.values()) == 62 == len(A.full(net))
+    assert bl["stem"] == ["conv1.weight", "bn1.weight", "bn1.bias"]
+    assert bl["fc"] == ["fc.weight", "fc.bias"]
+    assert [len(bl[f"layer{i}"]) for i in range(1, 5)] == [12, 15, 15, 15]
+    flat = [n for v in bl.values() for n in v]
+    assert len(set(flat)) == 62 and set(flat) == A.full(net)
+    assert A.linear_probe(net) == {"fc.weight", "fc.bias"}
+    assert A.linear_probe(model) == {"head.weight", "head.bias"}
+    assert A.update_one_block(net, "layer2") == set(bl["layer2"])
+    assert A.freeze_one_block(net, "stem") == A.full(net) - set(bl["stem"])
+    with pytest.raises(ValueError, match="update_one_block: block got 'layer5'; allowed: stem, layer1"):
+        A.update_one_block(net, "layer5")
+    with pytest.raises(ValueError, match="blocks: model got 'MLP'"):
+        A.blocks(MLP(2, (3,), 1))
+
+
+def test_random_selection_is_deterministic_and_covers_the_fraction():
+    net = resnet(18, 1)
+    a = A.random_selection(net, 0.55, seed=0)
+    assert a == A.random_selection(net, 0.55, seed=0)
+    assert a != A.random_selection(net, 0.55, seed=1)
+    assert len(a) == 34 and a <= A.full(net)               # round(0.55 × 62)
+    assert len(A.random_selection(net, 0.85, seed=0)) == 53
+    with pytest.raises(ValueError, match="random_selection: fraction got 1.5"):
+        A.random_selection(net, 1.5, seed=0)
+
+
+def cells_of(y, s):
+    y, s = np.asarray(y), np.asarray(s)
+    return [int(((y == a) & (s == b)).sum()) for a, b in A.CELLS]
+
+
+def test_repair_fills_every_cell_up_to_the_largest_real_cell():
+    rng = np.random.default_rng(0)
+    y_r = np.repeat([0, 0, 1, 1], [3, 10, 6, 1])
+    s_r = np.repeat([0, 1, 0, 1], [3, 10, 6, 1])
+    X_r = rng.random((20, 2))
+    y_s = np.repeat([0, 0, 1, 1], [8, 2, 5, 12])
+    s_s = np.repeat([0, 1, 0, 1], [8, 2, 5, 12])
+    X_s = 10 + np.arange(27)[:, None] * np.ones((1, 2))       # row i encodes its index
+    X, y, s = A.repair(X_r, y_r, s_r, X_s, y_s, s_s, seed=0)
+    assert cells_of(y, s) == [10, 10, 10, 10]
+    np.testing.assert_array_equal(X[:20], X_r)               # the real data first, untouched
+    idx = (X[20:, 0] - 10).astype(int)
+    assert len(set(idx)) == len(idx)                        # without replacement
+    np.testing.assert_array_equal(y[20:], y_s[idx])
+    np.testing.assert_array_equal(s[20:], s_s[idx])
+    X2, _, _ = A.repair(X_r, y_r, s_r, X_s, y_s, s_s, seed=0)
+    np.testing.assert_array_equal(X, X2)
+    Xt, yt, st = A.repair(*(torch.as_tensor(a) for a in (X_r, y_r, s_r, X_s, y_s, s_s)), seed=0)
+    assert isinstance(Xt, torch.Tensor) and cells_of(yt.numpy(), st.numpy()) == [10, 10, 10, 10]
+    keep = np.ones(27, bool)
+    keep[10:12] = False                                      # cell (1, 0) keeps 3 of its 5
+    with pytest.raises(ValueError, match=r"repair: cell \(y=1, s=0\) needs 4 .* only 3"):
+        A.repair(X_r, y_r, s_r, X_s[keep], y_s[keep], s_s[keep])
+    with pytest.raises(ValueError, match="y_real must be binary"):
+        A.repair(X_r, y_r + 1, s_r, X_s, y_s, s_s)
+    with pytest.raises(ValueError, match="repair: s_syn got"):
+        A.repair(X_r, y_r, s_r, X_s, y_s, s_s[:-1])
+
+
+def test_supplement_concatenates_real_and_synthetic():
+    X, y = A.supplement(np.zeros((3, 2)), [0, 1, 1], np.ones((2, 2)), [1, 0])
+    np.testing.assert_array_equal(X, np.r_[np.zeros((3, 2)), np.ones((2, 2))])
+    np.testing.assert_array_equal(y, [0, 1, 1, 1, 0])
+    Xt, yt = A.supplement(torch.zeros(3, 2), torch.tensor([0, 1, 1]), torch.ones(2, 2),
+                          torch.tensor([1, 0]))
+    assert isinstance(Xt, torch.Tensor) and Xt.shape == (5, 2) and yt.tolist() == [0, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="supplement: X_syn got 'samples of shape \\(3,\\)'"):
+        A.supplement(np.zeros((3, 2)), [0, 1, 1], np.ones((2, 3)), [1, 0])
+    with pytest.raises(ValueError, match="supplement: y_syn got '1 labels'"):
+        A.supplement(np.zeros((3, 2)), [0, 1, 1], np.ones((2, 2)), [1])
+
+
+# ------------------------------------------------------------------------------------ evaluation
+class Lookup(nn.Module):
+    """Returns stored single logits by sample index (x holds the index)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", torch.as_tensor(logits, dtype=torch.float32))
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.logits[x[:, 0].long()].unsqueeze(-1)
+
+
+def test_evaluate_and_aggregate_against_hand_computation():
+    # cells (y, s): (0,0) 4 samples 3 right; (0,1) 2 samples 2 right; (1,0) 2 samples 1 right;
+    # (1,1) 4 samples 2 right
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    s = np.array([0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1])
+    pred = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0])
+    X = torch.arange(12, dtype=torch.float32)[:, None]
+    r = A.evaluate(Lookup(np.where(pred == 1, 2.0, -2.0)), X, y, s, device="cpu")
+    cells = {"acc_y0_s0": 0.75, "acc_y0_s1": 1.0, "acc_y1_s0": 0.5, "acc_y1_s1": 0.5}
+    assert r == pytest.approx({"acc": 8 / 12, **cells, "wst": 0.5,
+                               # TPR: s0 1/2, s1 2/4; FPR: s0 1/4, s1 0/2 -> (0 + 0.25) / 2
+                               "eo": 0.125, "std": float(np.std(list(cells.values())))})
+    assert set(r) == set(A.METRICS)
+    # a Dataset yielding (x, y, index) with its own y
+    assert A.evaluate(Lookup(np.where(pred == 1, 2.0, -2.0)), Indexed(X, y), s=s, device="cpu") == r
+
+    rows = [
+        {"method": "ft", "seed": 0, "acc": 0.8, "acc_y0_s0": 0.9, "acc_y0_s1": 0.6, "acc_y1_s0": 0.7,
+         "acc_y1_s1": 0.8, "wst": 0.6, "eo": 0.2, "std": 0.1},
+        {"method": "ft", "seed": 1, "acc": 0.6, "acc_y0_s0": 0.5, "acc_y0_s1": 0.8, "acc_y1_s0": 0.7,
+         "acc_y1_s1": 0.8, "wst": 0.5, "eo": 0.1, "std": 0.1},
+        {"method": "lp", "seed": 0, **{k: 0.5 for k in A.METRICS}},
+    ]
+    agg = A.aggregate(rows).set_index("method")
+    ft = agg.loc["ft"]
+    assert ft["n_seeds"] == 2 and ft["acc"] == pytest.approx(0.7) and ft["eo"] == pytest.approx(0.15)
+    # seed-averaged cells 0.7, 0.7, 0.7, 0.8 -> WST 0.7 (the mean of per-seed WST would be 0.55)
+    assert [ft[c] for c in ("acc_y0_s0", "acc_y0_s1", "acc_y1_s0", "acc_y1_s1")] == pytest.approx(
+        [0.7, 0.7, 0.7, 0.8])
+    assert ft["wst"] == pytest.approx(0.7)
+    assert ft["std"] == pytest.approx(np.std([0.7, 0.7, 0.7, 0.8]))
+    assert agg.loc["lp", "wst"] == pytest.approx(0.5) and agg.loc["lp", "std"] == pytest.approx(0)
+    one = A.aggregate(pd.DataFrame(rows[:2]).drop(columns="method"))
+    assert len(one) == 1 and one.loc[0, "wst"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="aggregate: rows got .*without \\['eo'\\]"):
+        A.aggregate([{k: v for k, v in rows[0].items() if k != "eo"}])
+    with pytest.raises(ValueError, match="aggregate: by got \\['lr'\\]"):
+        A.aggregate(rows, by=["lr"])
+    with pytest.raises(ValueError, match="evaluate: s got None"):
+        A.evaluate(Lookup([0.0]), X[:1], y[:1])
