@@ -4,6 +4,10 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
 
 * data: :func:`bias_ratios` / :func:`balanced_ratios` (the (y, s) cell ratios of the biased and
   balanced sets, §4.1, Table 6), :func:`supplement` and :func:`repair` (Table 3's data baselines);
+  the ``paper`` profile's data read lazily from disk: :func:`celeba_setting` (the biased CelebA
+  training subset and the full validation/test partitions) and :func:`synthetic_table` (a Stable
+  Diffusion layout), both :class:`~fairbook.data.fullscale.ImageTable`; :func:`take` and
+  :func:`join` select and concatenate rows of arrays, tensors or ImageTables alike;
 * selective mask generation (SMG, §3.2): :func:`dataset_gradients` (eqs. 1-3),
   :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;
 * selective fine-tuning (SFT, §3.3): :func:`selective_finetune` (eq. 8, through
@@ -40,6 +44,8 @@ from torch import nn
 from tqdm import tqdm
 
 from . import metrics, models, train
+from .data.fullscale import ImageTable
+from .data.images import AIM_FAIR_RATIOS, _cell_counts
 from .io import progress_enabled
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
+    "take", "join", "celeba_setting", "synthetic_table",
 ]
 
 CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, s) cells in the order used by every ratio tuple
@@ -588,22 +595,121 @@ def _concat(parts: Sequence):
     return np.concatenate([metrics.as_numpy(p) for p in parts])
 
 
+# ------------------------------------------------------------------ rows of arrays or ImageTables
+def _index(idx, where: str) -> np.ndarray:
+    """``idx`` as an integer index array or a boolean mask (an empty list is an empty index)."""
+    idx = metrics.as_numpy(idx)
+    if idx.size == 0 and idx.dtype != bool:
+        return idx.astype(np.int64).reshape(-1)
+    if idx.dtype != bool and not np.issubdtype(idx.dtype, np.integer):
+        raise _fail(where, "idx", f"an index of dtype {idx.dtype}", "integer indices or a boolean mask")
+    return idx
+
+
+def take(X, idx):
+    """Rows ``idx`` (integer indices, in that order, or a boolean mask) of ``X``.
+
+    ``X`` an :class:`~fairbook.data.fullscale.ImageTable`: ``X.subset(idx)``, a new lazy table (no
+    image is read); a tensor: a tensor; anything else: a numpy array.
+    """
+    idx = _index(idx, "take")
+    if isinstance(X, ImageTable):
+        return X.subset(idx)
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(idx)]
+    return metrics.as_numpy(X)[idx]
+
+
+def _check_tables(where: str, Xs: Sequence, label: str = "Xs") -> None:
+    """Raise unless ``Xs`` are all ImageTables with one image size and the same group names."""
+    kinds = [isinstance(x, ImageTable) for x in Xs]
+    if any(kinds) and not all(kinds):
+        raise _fail(where, label, "a mix of ImageTables and arrays/tensors",
+                    "all ImageTables, or all arrays/tensors")
+    first = Xs[0]
+    for i, t in enumerate(Xs[1:], 1):
+        name = f"{label}[{i}]" if label == "Xs" else label
+        if t.image_size != first.image_size:
+            raise _fail(where, name, f"an ImageTable with image_size={t.image_size}",
+                        f"the image_size of the first table, {first.image_size}")
+        if set(t.groups) != set(first.groups):
+            raise _fail(where, name, f"an ImageTable with groups {sorted(t.groups)}",
+                        f"the group names of the first table, {sorted(first.groups)}")
+
+
+def _join(Xs: Sequence, where: str):
+    if not Xs:
+        raise _fail(where, "Xs", "nothing", "at least one array, tensor or ImageTable")
+    if not any(isinstance(x, ImageTable) for x in Xs):
+        return _concat(Xs)
+    _check_tables(where, Xs)
+    first = Xs[0]
+
+    def names(attr):
+        return "+".join(dict.fromkeys(str(getattr(t, attr)) for t in Xs if getattr(t, attr)))
+
+    return ImageTable(np.concatenate([t.paths for t in Xs]),
+                      np.concatenate([t.targets for t in Xs]),
+                      name=names("name"), split=names("split"), classes=first.classes,
+                      groups={k: np.concatenate([t.groups[k] for t in Xs]) for k in first.groups},
+                      group_names=first.group_names, image_size=first.image_size,
+                      transform=first.transform, source=names("source"),
+                      skipped=sum(t.skipped for t in Xs))
+
+
+def join(*Xs):
+    """Concatenation of arrays/tensors (torch if all are tensors, else numpy), or of ImageTables.
+
+    ImageTables give a new lazy :class:`~fairbook.data.fullscale.ImageTable` with the concatenated
+    paths, targets and groups; ``classes``, ``group_names``, ``image_size`` and ``transform`` are
+    the first table's; ``name``/``split``/``source`` join the distinct values with ``+``. Raises
+    when the tables' image sizes or group names differ, or when tables and arrays are mixed.
+    """
+    return _join(Xs, "join")
+
+
 def _check_pair(where: str, X, y, label: str) -> None:
     if len(X) != len(y):
         raise _fail(where, f"y_{label}", f"{len(y)} labels", f"one per row of X_{label} ({len(X)})")
 
 
-def supplement(X_real, y_real, X_syn, y_syn):
-    """Data supplementation (Table 3, after Shin et al.): the real training set followed by the
-    synthetic one, for co-training from scratch. Returns ``(X, y)`` (torch if all inputs are
-    tensors, else numpy)."""
-    where = "supplement"
-    _check_pair(where, X_real, y_real, "real")
-    _check_pair(where, X_syn, y_syn, "syn")
+def _check_table_labels(where: str, X, y, s, label: str) -> None:
+    """An ImageTable carries its own targets and groups into the joined result: ``y`` must be its
+    targets and ``s`` (if given) one of its groups."""
+    if not np.array_equal(metrics.as_numpy(y), X.targets):
+        raise _fail(where, f"y_{label}", f"labels differing from X_{label}.y",
+                    f"the table's own targets (X_{label}.y), which the result carries")
+    if s is not None and X.groups and not any(np.array_equal(metrics.as_numpy(s), g)
+                                              for g in X.groups.values()):
+        raise _fail(where, f"s_{label}", f"values matching none of X_{label}'s groups "
+                    f"{sorted(X.groups)}", f"one of the table's groups (X_{label}.groups[...])")
+
+
+def _check_samples(where: str, X_real, X_syn) -> bool:
+    """True when both are ImageTables (checked joinable); else check the sample shapes."""
+    if isinstance(X_real, ImageTable) or isinstance(X_syn, ImageTable):
+        _check_tables(where, [X_real, X_syn], "X_syn")
+        return True
     if tuple(X_real.shape[1:]) != tuple(X_syn.shape[1:]):
         raise _fail(where, "X_syn", f"samples of shape {tuple(X_syn.shape[1:])}",
                     f"the sample shape of X_real, {tuple(X_real.shape[1:])}")
-    return _concat([X_real, X_syn]), _concat([y_real, y_syn])
+    return False
+
+
+def supplement(X_real, y_real, X_syn, y_syn):
+    """Data supplementation (Table 3, after Shin et al.): the real training set followed by the
+    synthetic one, for co-training from scratch. Returns ``(X, y)`` (torch if all inputs are
+    tensors, else numpy).
+
+    ``X_real`` and ``X_syn`` may both be ImageTables (the ``paper`` profile's on-disk data): ``X``
+    is then their :func:`join`, and ``y_real``/``y_syn`` must be the tables' own targets."""
+    where = "supplement"
+    _check_pair(where, X_real, y_real, "real")
+    _check_pair(where, X_syn, y_syn, "syn")
+    if _check_samples(where, X_real, X_syn):
+        _check_table_labels(where, X_real, y_real, None, "real")
+        _check_table_labels(where, X_syn, y_syn, None, "syn")
+    return _join([X_real, X_syn], where), _concat([y_real, y_syn])
 
 
 def repair(X_real, y_real, s_real, X_syn, y_syn, s_syn, seed: int = 0):
@@ -611,7 +717,11 @@ def repair(X_real, y_real, s_real, X_syn, y_syn, s_syn, seed: int = 0):
     (y, s) cell, drawn without replacement, until every cell has as many samples as the largest
     real cell. Returns ``(X, y, s)``: the real samples first, then the added synthetic ones cell by
     cell (torch if all inputs are tensors, else numpy). Raises naming the cell whose synthetic pool
-    is too small."""
+    is too small.
+
+    ``X_real`` and ``X_syn`` may both be ImageTables: ``X`` is then the :func:`join` of ``X_real``
+    and the drawn rows of ``X_syn`` (the same rows as for arrays); ``y``/``s`` must be the tables'
+    own targets and one of their groups."""
     where = "repair"
     _check_pair(where, X_real, y_real, "real")
     _check_pair(where, X_syn, y_syn, "syn")
@@ -619,11 +729,12 @@ def repair(X_real, y_real, s_real, X_syn, y_syn, s_syn, seed: int = 0):
         raise _fail(where, "s_real", f"{len(s_real)} values", f"one per row of X_real ({len(X_real)})")
     if len(s_syn) != len(X_syn):
         raise _fail(where, "s_syn", f"{len(s_syn)} values", f"one per row of X_syn ({len(X_syn)})")
-    if tuple(X_real.shape[1:]) != tuple(X_syn.shape[1:]):
-        raise _fail(where, "X_syn", f"samples of shape {tuple(X_syn.shape[1:])}",
-                    f"the sample shape of X_real, {tuple(X_real.shape[1:])}")
+    tables = _check_samples(where, X_real, X_syn)
     yr, sr = metrics._binary(y_real, "y_real"), metrics._binary(s_real, "s_real")
     ys, ss = metrics._binary(y_syn, "y_syn"), metrics._binary(s_syn, "s_syn")
+    if tables:
+        _check_table_labels(where, X_real, y_real, s_real, "real")
+        _check_table_labels(where, X_syn, y_syn, s_syn, "syn")
     counts = {c: int(((yr == c[0]) & (sr == c[1])).sum()) for c in CELLS}
     target = max(counts.values())
     pools = {c: np.flatnonzero((ys == c[0]) & (ss == c[1])) for c in CELLS}
@@ -636,9 +747,104 @@ def repair(X_real, y_real, s_real, X_syn, y_syn, s_syn, seed: int = 0):
     add = np.concatenate([rng.choice(pools[c], target - counts[c], replace=False) for c in CELLS])
     add = add.astype(np.int64)
     tensors = all(isinstance(a, torch.Tensor) for a in (X_real, y_real, s_real, X_syn, y_syn, s_syn))
-    pick = (lambda a: a[torch.as_tensor(add)]) if tensors else (lambda a: metrics.as_numpy(a)[add])
-    return (_concat([X_real, pick(X_syn)]), _concat([y_real, pick(y_syn)]),
+    if tensors:
+        def pick(a):
+            return a[torch.as_tensor(add)]
+    else:  # arrays (and tensors mixed with arrays) as numpy, ImageTables as ImageTables
+        def pick(a):
+            return a.subset(add) if isinstance(a, ImageTable) else metrics.as_numpy(a)[add]
+    return (_join([X_real, pick(X_syn)], where), _concat([y_real, pick(y_syn)]),
             _concat([s_real, pick(s_syn)]))
+
+
+# ------------------------------------------------------------------ the paper's data on disk
+def _check_ratios(where: str, ratios) -> tuple[float, ...]:
+    try:
+        r = tuple(float(v) for v in ratios)
+    except (TypeError, ValueError):
+        r = ()
+    if len(r) != 4 or any(not 0 <= v <= 1 for v in r) or abs(sum(r) - 1) > 1e-9:
+        raise _fail(where, "ratios", ratios, "4 numbers in [0, 1] summing to 1, for the (y, s) "
+                    "cells (0, 0), (0, 1), (1, 0), (1, 1)")
+    return r
+
+
+def celeba_setting(root, target: str = "Smiling", protected: str = "Male", n_real: int = 20000,
+                   ratios: Sequence[float] = AIM_FAIR_RATIOS, seed: int = 0,
+                   image_size: int | None = 224) -> dict[str, tuple[ImageTable, np.ndarray, np.ndarray]]:
+    """AIM-Fair's CelebA setting (§4.1), lazily on disk: the biased real training set D_R and the
+    full validation and test partitions.
+
+    Training: ``n_real`` images of the official train partition with exact (y, s) cell counts
+    ``n_real × ratios`` (largest remainder, as :func:`fairbook.data.images.biased_cells`; default
+    the paper's 1:9 bias, 1,000/9,000/9,000/1,000 of 20,000), drawn cell by cell in the order of
+    :data:`CELLS`, without replacement, from ``np.random.default_rng([seed, 2])``, and kept in
+    file order. Validation and test: the whole official partitions ("We report performance on the
+    whole original test dataset").
+
+    Parameters
+    ----------
+    root : the CelebA folder (see :func:`fairbook.data.fullscale.load_celeba`); None searches
+        ``$FAIRBOOK_DATA`` and the cache.
+    target, protected : CelebA attributes: y (default "Smiling") and s (default "Male").
+    image_size : images are resized to this when read (224 for the paper's ResNet-18).
+
+    Returns
+    -------
+    ``{"train": (X, y, s), "val": (X, y, s), "test": (X, y, s)}``: ``X`` an
+    :class:`~fairbook.data.fullscale.ImageTable` (``X.groups[protected]`` is ``s``), ``y`` and
+    ``s`` int64 arrays. Raises naming the cell when the train partition holds too few images.
+    """
+    from . import data
+
+    where = "celeba_setting"
+    ratios = _check_ratios(where, ratios)
+    if isinstance(n_real, bool) or not isinstance(n_real, (int, np.integer)) or n_real < 1:
+        raise _fail(where, "n_real", n_real, "a positive integer")
+
+    def split(name):
+        X = data.load("celeba", name, root=root, target=target, sensitive=protected,
+                      image_size=image_size)
+        return X, X.y, X.groups[protected]
+
+    X, y, s = split("train")
+    rng, picked = np.random.default_rng([seed, 2]), []
+    for (yv, sv), k in zip(CELLS, _cell_counts(int(n_real), ratios)):
+        rows = np.flatnonzero((y == yv) & (s == sv))
+        if k > len(rows):
+            raise ValueError(f"{where}: cell (y={yv}, s={sv}) = ({target}={yv}, {protected}={sv}) "
+                             f"needs {k} images for n_real={n_real}, ratios={ratios}, but the "
+                             f"CelebA train partition has only {len(rows)}")
+        picked.append(rng.choice(rows, k, replace=False))
+    train_X = X.subset(np.sort(np.concatenate(picked)).astype(np.int64))
+    out = {"train": (train_X, train_X.y, train_X.groups[protected])}
+    out.update(val=split("val"), test=split("test"))
+    return out
+
+
+def synthetic_table(path, image_size: int | None = 224,
+                    protected_name: str = "s") -> tuple[ImageTable, np.ndarray, np.ndarray]:
+    """A Stable Diffusion layout written by :func:`fairbook.generative.sd.generate_cells` as a lazy
+    :class:`~fairbook.data.fullscale.ImageTable` (AIM-Fair §3.1: the synthetic fine-tuning data).
+
+    Labels come from the layout's manifest (``sd.load_cells(path, images=False)``): the targets
+    ``y`` and the protected attribute as ``X.groups[protected_name]``; pass the real table's group
+    name (e.g. ``"Male"``) to :func:`join` the two. ``classes``/``group_names`` are the cells'
+    words. Returns ``(X, y, s)``.
+    """
+    from .generative import sd
+
+    cells = sd.load_cells(path, images=False)
+
+    def words(label, attr):
+        by = {getattr(c, label): getattr(c, attr) for c in cells.cells}
+        return tuple(by.get(i, str(i)) for i in range(max(by, default=1) + 1))
+
+    X = ImageTable(cells.paths, cells.y, name="synthetic", split="train",
+                   classes=words("y", "target"), groups={protected_name: cells.a},
+                   group_names={protected_name: words("a", "protected")}, image_size=image_size,
+                   source=str(cells.root or path))
+    return X, X.y, X.groups[protected_name]
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -648,12 +854,15 @@ def evaluate(model: nn.Module, X, y=None, s=None, device="auto",
     ``acc``; the four cell accuracies ``acc_y{y}_s{s}``; ``wst`` (eq. 10, min over the four
     cells); ``eo`` (eq. 9, (ΔTPR + ΔFPR)/2, in [0, 1]); ``std`` (population std of the four
     cells). Fractions, not percent. ``X`` may be a Dataset yielding ``(x, y, index)``; ``y``
-    then defaults to its ``y`` attribute. ``s`` is the binary protected attribute."""
+    then defaults to its ``y`` attribute. ``s`` is the binary protected attribute; for an
+    ImageTable with a single group it defaults to that group."""
     where = "evaluate"
     if y is None:
         y = getattr(X, "y", None)
         if y is None:
             raise _fail(where, "y", None, "labels (or X a Dataset with a 'y' attribute)")
+    if s is None and isinstance(X, ImageTable) and len(X.groups) == 1:
+        s = next(iter(X.groups.values()))
     if s is None:
         raise _fail(where, "s", None, "the binary protected attribute of every sample")
     if not (len(X) == len(y) == len(s)):

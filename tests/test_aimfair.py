@@ -512,3 +512,211 @@ def test_evaluate_and_aggregate_against_hand_computation():
         A.aggregate(rows, by=["lr"])
     with pytest.raises(ValueError, match="evaluate: s got None"):
         A.evaluate(Lookup([0.0]), X[:1], y[:1])
+
+
+# ------------------------------------------------------------- the paper's data on disk (ImageTables)
+# A tiny CelebA in its real on-disk format (96 images: partition i % 3, Smiling i % 2,
+# Male i // 2 % 2, so every partition holds 8 images of each (Smiling, Male) cell) and a tiny
+# Stable Diffusion layout written by sd.generate_cells with the offline random-weight pipeline.
+from pathlib import Path
+
+from test_data_fullscale import make_celeba
+
+import fairbook.data as fd
+from fairbook.data.fullscale import ImageTable
+from fairbook.data.images import biased_cells
+
+
+def read_images(table):
+    """Every image of an ImageTable, read back as one float32 array (N, C, H, W)."""
+    return np.stack([table[i][0].numpy() for i in range(len(table))])
+
+
+@pytest.fixture(scope="module")
+def celeba_root(tmp_path_factory):
+    return make_celeba(tmp_path_factory.mktemp("celeba"), n=96)
+
+
+@pytest.fixture(scope="module")
+def sd_layout(tmp_path_factory):
+    """3 images per (smiling, male) cell, 16x16, one DDIM step, written by generate_cells."""
+    from fairbook.generative import prompts as P
+    from fairbook.generative import sd
+
+    root = tmp_path_factory.mktemp("sd")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("FAIRBOOK_PROGRESS", "0")
+        pipe = sd.load_pipeline(sd.tiny_pipeline(root / "model", seed=0), device="cpu")
+        cells = P.make_cells({"not smiling": 0, "smiling": 1}, {"female": 0, "male": 1})
+        prompts = P.contextual_prompts(cells, 2, P.TemplateExpander(seed=0))
+        sd.generate_cells(pipe, prompts, 3, root / "layout", seed=0, steps=1, height=16, width=16,
+                          batch_size=4)
+    return root / "layout"
+
+
+def file_index(paths):
+    return np.array([int(Path(p).stem) - 1 for p in paths])  # 000001.jpg is image i = 0
+
+
+def test_celeba_setting_has_exact_cells_is_deterministic_and_keeps_full_val_test(celeba_root):
+    st = A.celeba_setting(celeba_root, n_real=16, image_size=8)
+    assert set(st) == {"train", "val", "test"}
+    X, y, s = st["train"]
+    assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
+    assert cells_of(y, s) == list(_cell_counts(16, AIM_FAIR_RATIOS)) == [1, 7, 7, 1]
+    np.testing.assert_array_equal(y, X.y)
+    np.testing.assert_array_equal(s, X.groups["Male"])
+    i = file_index(X.paths)                       # the labels are those of the files
+    assert (i % 3 == 0).all() and len(set(i)) == 16 and (np.diff(i) > 0).all()
+    np.testing.assert_array_equal(y, i % 2)
+    np.testing.assert_array_equal(s, i // 2 % 2)
+    # the same draw as biased_cells on the partition with rng [seed, 2]
+    full = fd.load("celeba", "train", root=celeba_root)
+    ds = fd.Dataset(X=np.arange(len(full))[:, None], y=full.y, name="celeba", split="train",
+                    classes=full.classes, groups={"Male": full.groups["Male"]})
+    ref = biased_cells(ds, "Male", 16, AIM_FAIR_RATIOS, seed=np.random.default_rng([0, 2]))
+    np.testing.assert_array_equal(X.paths, full.paths[ref.X[:, 0]])
+    # deterministic for a seed, different for another
+    again = A.celeba_setting(celeba_root, n_real=16, image_size=8)["train"][0]
+    np.testing.assert_array_equal(again.paths, X.paths)
+    other = A.celeba_setting(celeba_root, n_real=16, image_size=8, seed=1)["train"][0]
+    assert list(other.paths) != list(X.paths)
+    # validation and test are the whole official partitions
+    for name, code in (("val", 1), ("test", 2)):
+        Xp, yp, sp = st[name]
+        ref = fd.load("celeba", name, root=celeba_root)
+        assert isinstance(Xp, ImageTable) and len(Xp) == 32 and Xp.image_size == 8
+        np.testing.assert_array_equal(Xp.paths, ref.paths)
+        assert (file_index(Xp.paths) % 3 == code).all()
+        np.testing.assert_array_equal(yp, ref.y)
+        np.testing.assert_array_equal(sp, ref.groups["Male"])
+    # other ratios, and a cell the partition cannot fill
+    _, y4, s4 = A.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"))["train"]
+    assert cells_of(y4, s4) == [1, 3, 3, 1]
+    with pytest.raises(ValueError, match=r"celeba_setting: cell \(y=0, s=1\) = \(Smiling=0, "
+                                         r"Male=1\) needs 9 images .* has only 8"):
+        A.celeba_setting(celeba_root, n_real=20)
+    with pytest.raises(ValueError, match="celeba_setting: ratios got"):
+        A.celeba_setting(celeba_root, ratios=(0.5, 0.5))
+    with pytest.raises(ValueError, match="celeba_setting: n_real got 0"):
+        A.celeba_setting(celeba_root, n_real=0)
+
+
+def test_take_and_join_on_image_tables_and_arrays(celeba_root):
+    a = fd.load("celeba", "train", root=celeba_root, image_size=8)
+    b = fd.load("celeba", "test", root=celeba_root, image_size=8)
+    t = A.take(a, [3, 0])
+    assert isinstance(t, ImageTable) and list(t.paths) == [a.paths[3], a.paths[0]]
+    assert t.y.tolist() == [a.y[3], a.y[0]] and t.groups["Male"].tolist() == [a.groups["Male"][3],
+                                                                              a.groups["Male"][0]]
+    torch.testing.assert_close(t[0][0], a[3][0], rtol=0, atol=0)
+    assert len(A.take(a, [])) == 0 and len(A.take(a, a.y == 1)) == 16
+    j = A.join(a, b)
+    assert isinstance(j, ImageTable) and len(j) == 64 and j.image_size == 8
+    assert list(j.paths) == list(a.paths) + list(b.paths)
+    np.testing.assert_array_equal(j.y, np.r_[a.y, b.y])
+    np.testing.assert_array_equal(j.groups["Male"], np.r_[a.groups["Male"], b.groups["Male"]])
+    x, label, idx = j[32 + 5]
+    torch.testing.assert_close(x, b[5][0], rtol=0, atol=0)
+    assert (label, idx) == (b.y[5], 37)
+    assert A.join(a).paths.tolist() == a.paths.tolist()
+    with pytest.raises(ValueError, match=r"join: Xs\[1\] got 'an ImageTable with image_size=16'"):
+        A.join(a, fd.load("celeba", "test", root=celeba_root, image_size=16))
+    with pytest.raises(ValueError, match=r"join: Xs\[1\] got \"an ImageTable with groups \['Young'\]"):
+        A.join(a, fd.load("celeba", "test", root=celeba_root, image_size=8, sensitive="Young"))
+    with pytest.raises(ValueError, match="join: Xs got 'a mix of ImageTables and arrays"):
+        A.join(a, np.zeros((2, 3, 8, 8)))
+    with pytest.raises(ValueError, match="take: idx got"):
+        A.take(a, [0.5])
+    # arrays and tensors
+    M = np.arange(12).reshape(6, 2)
+    np.testing.assert_array_equal(A.take(M, [4, 1]), M[[4, 1]])
+    assert isinstance(A.take(torch.as_tensor(M), [4, 1]), torch.Tensor)
+    np.testing.assert_array_equal(A.join(M, M[:2]), np.r_[M, M[:2]])
+    assert A.join(torch.ones(2, 3), torch.zeros(1, 3)).shape == (3, 3)
+
+
+def test_synthetic_table_reads_the_layouts_labels_and_images(sd_layout):
+    from fairbook.generative import sd
+
+    X, y, s = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")
+    manifest = pd.read_csv(sd_layout / "manifest.csv")
+    assert isinstance(X, ImageTable) and len(X) == 12 and X.image_size == 8
+    np.testing.assert_array_equal(y, manifest["y"])
+    np.testing.assert_array_equal(s, manifest["a"])
+    np.testing.assert_array_equal(X.y, y)
+    np.testing.assert_array_equal(X.groups["Male"], s)
+    assert cells_of(y, s) == [3, 3, 3, 3]
+    assert [Path(p) for p in X.paths] == [sd_layout / f for f in manifest["file"]]
+    assert list(X.classes) == ["not smiling", "smiling"]
+    assert X.group_names["Male"] == ("female", "male")
+    ref = sd.load_cells(sd_layout, images=True, image_size=8).X
+    np.testing.assert_allclose(read_images(X), ref, rtol=0, atol=1e-6)
+    native = A.synthetic_table(sd_layout, image_size=None)[0]
+    assert native[0][0].shape == (3, 16, 16) and list(native.groups) == ["s"]
+
+
+def test_supplement_and_repair_on_image_tables_give_the_rows_of_arrays(celeba_root, sd_layout):
+    Tr, yr, sr = A.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"),
+                                  image_size=8)["train"]
+    Ts, ys, ss = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")
+    Xr, Xs = read_images(Tr), read_images(Ts)
+    assert cells_of(yr, sr) == [1, 3, 3, 1]
+
+    Xt, yt = A.supplement(Tr, yr, Ts, ys)
+    Xa, ya = A.supplement(Xr, yr, Xs, ys)
+    assert isinstance(Xt, ImageTable) and len(Xt) == 20
+    np.testing.assert_array_equal(yt, ya)
+    np.testing.assert_array_equal(Xt.y, ya)
+    np.testing.assert_array_equal(Xt.groups["Male"], np.r_[sr, ss])
+    np.testing.assert_array_equal(read_images(Xt), Xa)
+
+    for seed in (0, 3):
+        Xt, yt, st = A.repair(Tr, yr, sr, Ts, ys, ss, seed=seed)
+        Xa, ya, sa = A.repair(Xr, yr, sr, Xs, ys, ss, seed=seed)
+        assert isinstance(Xt, ImageTable) and cells_of(yt, st) == [3, 3, 3, 3]
+        np.testing.assert_array_equal(yt, ya)
+        np.testing.assert_array_equal(st, sa)
+        np.testing.assert_array_equal(Xt.y, yt)
+        np.testing.assert_array_equal(Xt.groups["Male"], st)
+        np.testing.assert_array_equal(read_images(Xt), Xa)
+        assert list(Xt.paths[:8]) == list(Tr.paths)
+    Xt0 = A.repair(Tr, yr, sr, Ts, ys, ss, seed=0)[0]
+    assert list(Xt0.paths) != list(Xt.paths)              # seed 3 drew other synthetic rows
+
+    with pytest.raises(ValueError, match="supplement: X_syn got 'a mix of ImageTables"):
+        A.supplement(Tr, yr, Xs, ys)
+    with pytest.raises(ValueError, match="repair: y_real got 'labels differing from X_real.y'"):
+        A.repair(Tr, 1 - yr, sr, Ts, ys, ss)
+    with pytest.raises(ValueError, match=r"repair: s_syn got \"values matching none"):
+        A.repair(Tr, yr, sr, Ts, ys, 1 - ss)
+    Ts_s = A.synthetic_table(sd_layout, image_size=8)[0]  # protected attribute named "s"
+    with pytest.raises(ValueError, match=r"repair: X_syn got \"an ImageTable with groups \['s'\]"):
+        A.repair(Tr, yr, sr, Ts_s, ys, ss)
+    with pytest.raises(ValueError, match=r"repair: cell \(y=0, s=0\) needs 2 .* only 1"):
+        keep = np.r_[0, 3:12]                               # cell (0, 0) keeps 1 of its 3
+        A.repair(Tr, yr, sr, A.take(Ts, keep), ys[keep], ss[keep])
+
+
+def test_dataset_gradients_and_evaluate_on_an_image_table_match_arrays(celeba_root, sd_layout):
+    Xr = A.celeba_setting(celeba_root, image_size=8, n_real=16)["test"][0]
+    Ts = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")[0]
+    table = A.join(Xr, Ts)
+    X, y, s = torch.as_tensor(read_images(table)), table.y, table.groups["Male"]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(2, 1))
+    g_t = A.dataset_gradients(net, table, batch_size=10, device="cpu")
+    g_a = A.dataset_gradients(net, X, y, batch_size=10, device="cpu")
+    assert list(g_t) == list(g_a) == [n for n, _ in net.named_parameters()]
+    for k in g_a:
+        assert g_a[k].abs().sum() > 0
+        torch.testing.assert_close(g_t[k], g_a[k], rtol=1e-5, atol=1e-7)
+    # one logit per sample: spread the predictions so that every cell accuracy is informative
+    net[-1].bias.data -= T.logits_of(net, X, device="cpu").median()
+    r_t = A.evaluate(net, table, device="cpu")              # y and s from the table
+    r_a = A.evaluate(net, X, y, s, device="cpu")
+    assert r_t == pytest.approx(r_a, abs=1e-12)
+    assert 0 < r_a["acc"] < 1
+    assert A.evaluate(net, table, s=s, device="cpu") == pytest.approx(r_a, abs=1e-12)
