@@ -15,8 +15,10 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
 * parameter subsets of the fine-tuning baselines (Tables 3-4): :func:`blocks`, :func:`full`,
   :func:`linear_probe`, :func:`random_selection`, :func:`update_one_block`,
   :func:`freeze_one_block`;
-* evaluation: :func:`evaluate` (ACC, the four cell accuracies, WST, EO, STD) and :func:`aggregate`
-  (over seeds, the authors' order of operations).
+* evaluation: :func:`evaluate` (ACC, the four cell accuracies, WST, EO as eq. 9's mean and as the
+  worst case max(ΔTPR, ΔFPR) that the paper's tables match, STD) and :func:`aggregate` (over seeds,
+  the authors' order of operations);
+* the chapter's runner hooks: :func:`check_parameters` and :func:`input_files`.
 
 What the authors' code pins down (see REFERENCE.md): the mask is computed per parameter tensor
 (``level="tensor"``, Δ = mean over the tensor of |g_a − g_b|; ``k`` counts tensors, ResNet-18 has
@@ -34,6 +36,7 @@ import dataclasses
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -53,14 +56,14 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
-    "take", "join", "celeba_setting", "synthetic_table",
+    "take", "join", "celeba_setting", "synthetic_table", "check_parameters", "input_files",
 ]
 
 CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, s) cells in the order used by every ratio tuple
 LEVELS = ("tensor", "element")
 MEASURES = ("abs", "cosine")
 #: keys of :func:`evaluate`; :func:`aggregate` treats every other column except ``seed`` as a setting
-METRICS = ("acc", "acc_y0_s0", "acc_y0_s1", "acc_y1_s0", "acc_y1_s1", "wst", "eo", "std")
+METRICS = ("acc", "acc_y0_s0", "acc_y0_s1", "acc_y1_s0", "acc_y1_s1", "wst", "eo", "eo_max", "std")
 _CELL_KEYS = METRICS[1:5]
 
 
@@ -126,11 +129,13 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
                       num_workers: int = 0) -> dict[str, torch.Tensor]:
     """Gradient of the mean loss over a whole dataset, per parameter tensor (AIM-Fair eqs. 1-3).
 
-    g = (1/N) Σ_i ∇_θ L(θ; x_i, y_i), computed batch by batch: each batch's mean loss is weighted by
-    ``n_batch / N``, so the result is the gradient of the full-data mean loss (for a model whose
-    output for a sample does not depend on the rest of its batch; with BatchNorm in train mode the
-    batch statistics make it the size-weighted mean of the per-batch gradients, as in the authors'
-    code).
+    g = (1/N) Σ_i ∇_θ L(θ; x_i, y_i), computed batch by batch over every sample: each batch's mean
+    loss is weighted by ``n_batch / N``, so the result is the exact gradient of the full-data mean
+    loss (for a model whose output for a sample does not depend on the rest of its batch; with
+    BatchNorm in train mode the batch statistics make it the size-weighted mean of the per-batch
+    gradients). This differs from the authors' code, which averages the unweighted per-batch mean
+    gradients of a DataLoader with ``drop_last=True`` (the last incomplete batch is skipped); the two
+    coincide when ``batch_size`` divides N and the batches hold the same samples.
 
     Parameters
     ----------
@@ -438,14 +443,15 @@ def _bn_modules_frozen(model: nn.Module, trainable: set[str]) -> list[nn.modules
 def _with_masked_decay(extra_loss, weight_decay: float, names: Sequence[str]):
     """``extra_loss`` plus (weight_decay / 2) Σ ||θ||² over the parameters ``names``: its gradient
     weight_decay·θ is the coupled weight decay of SGD/Adam, and passes through the engine's
-    gradient masks."""
+    gradient masks. ``extra_loss``'s ``batch_forward`` (the engine's shared forward hook, see
+    :func:`fairbook.train.fit`) is kept on the wrapper."""
     def term(model, batch):
         params = dict(model.named_parameters())
         l2 = sum(params[n].pow(2).sum() for n in names)
         out = 0.5 * weight_decay * l2
         return out if extra_loss is None else out + extra_loss(model, batch)
-    if getattr(extra_loss, "forward", None) is not None:
-        term.forward = extra_loss.forward
+    if getattr(extra_loss, "batch_forward", None) is not None:
+        term.batch_forward = extra_loss.batch_forward
     return term
 
 
@@ -852,7 +858,9 @@ def evaluate(model: nn.Module, X, y=None, s=None, device="auto",
              batch_size: int = 4096) -> dict[str, float]:
     """AIM-Fair's table columns for one model (threshold 0.5 on a single logit, else argmax):
     ``acc``; the four cell accuracies ``acc_y{y}_s{s}``; ``wst`` (eq. 10, min over the four
-    cells); ``eo`` (eq. 9, (ΔTPR + ΔFPR)/2, in [0, 1]); ``std`` (population std of the four
+    cells); ``eo`` (eq. 9, (ΔTPR + ΔFPR)/2, in [0, 1]: the definition, also the authors' code);
+    ``eo_max`` (max(ΔTPR, ΔFPR), :func:`fairbook.metrics.equalized_odds_max`: what the EO values
+    printed in the paper's tables match, e.g. Table 5); ``std`` (population std of the four
     cells). Fractions, not percent. ``X`` may be a Dataset yielding ``(x, y, index)``; ``y``
     then defaults to its ``y`` attribute. ``s`` is the binary protected attribute; for an
     ImageTable with a single group it defaults to that group."""
@@ -873,7 +881,7 @@ def evaluate(model: nn.Module, X, y=None, s=None, device="auto",
     out = {"acc": metrics.accuracy(y, pred)}
     out.update({f"acc_y{a}_s{b}": float(cells[a, b]) for a, b in CELLS})
     out.update(wst=metrics.worst_group_accuracy(y, pred, s), eo=metrics.equalized_odds_mean(y, pred, s),
-               std=metrics.group_accuracy_std(y, pred, s))
+               eo_max=metrics.equalized_odds_max(y, pred, s), std=metrics.group_accuracy_std(y, pred, s))
     return out
 
 
@@ -882,7 +890,7 @@ def aggregate(rows, by: Sequence[str] | None = None) -> pd.DataFrame:
 
     ``rows``: records (dicts or a DataFrame) holding the :data:`METRICS` of :func:`evaluate` and
     the setting columns (default ``by``: every column except the metrics and ``seed``). Per
-    setting: ``acc``, ``eo`` and the four cell accuracies are averaged over seeds; ``wst`` and
+    setting: ``acc``, ``eo``, ``eo_max`` and the four cell accuracies are averaged over seeds; ``wst`` and
     ``std`` are then recomputed from the seed-averaged cell accuracies
     (:func:`fairbook.metrics.aggregate_cell_accuracies`), not averaged. ``n_seeds`` counts rows.
     """
@@ -890,7 +898,7 @@ def aggregate(rows, by: Sequence[str] | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows).reset_index(drop=True)
     if df.empty:
         raise _fail(where, "rows", "no rows", "one record per (setting, seed)")
-    missing = [m for m in ("acc", "eo", *_CELL_KEYS) if m not in df]
+    missing = [m for m in ("acc", "eo", "eo_max", *_CELL_KEYS) if m not in df]
     if missing:
         raise _fail(where, "rows", f"records without {missing}", "the keys of aimfair.evaluate")
     if by is None:
@@ -909,6 +917,97 @@ def aggregate(rows, by: Sequence[str] | None = None) -> pd.DataFrame:
         row = dict(zip(by, key))
         row.update(n_seeds=len(g), acc=float(g["acc"].mean()))
         row.update({c: float(agg["cells"][a, b]) for c, (a, b) in zip(_CELL_KEYS, CELLS)})
-        row.update(wst=agg["wst"], eo=float(g["eo"].mean()), std=agg["std"])
+        row.update(wst=agg["wst"], eo=float(g["eo"].mean()), eo_max=float(g["eo_max"].mean()),
+                   std=agg["std"])
         out.append(row)
     return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------ the chapter's runner hooks
+_FRACTION_PARAMS = ("top_k", "topk_sweep", "random_fractions")
+_LIST_PARAMS = ("channels", "topk_sweep", "syn_bias_sweep", "syn_amounts", "random_fractions",
+                "context_bins")
+_SMALL_DATASETS = ("colored-mnist", "colored-fashion-mnist")
+
+
+def check_parameters(values: dict) -> None:
+    """Conditions on the AIM-Fair chapter's parameters, checked before any kernel starts
+    (:mod:`fairbook.runner`); raises :class:`fairbook.params.ParameterError` naming the parameter.
+    Only the keys present in ``values`` are checked.
+
+    ``real_bias`` and every ``syn_bias_sweep`` entry must parse with :func:`bias_ratios`; ``top_k``
+    and every ``topk_sweep`` / ``random_fractions`` entry lie in (0, 1] (shares of the parameter
+    tensors, :func:`k_for_fraction`); the list parameters are non-empty; ``dataset='celeba'`` needs
+    ``sd_images`` (the synthetic fine-tuning data) and, with ``model='resnet18'``, ``weights`` (the
+    paper fine-tunes an ImageNet-pretrained ResNet-18); ``model='cnn'`` is the small CNN for the
+    28×28 datasets, not for CelebA.
+    """
+    from .params import ParameterError
+
+    def bad(name, msg):
+        raise ParameterError(f"parameter '{name}' of chapter 'aimfair': {msg}; got {values[name]!r}")
+
+    for name in _LIST_PARAMS:
+        if name in values and len(values[name]) == 0:
+            bad(name, "needs at least one value")
+    ratio = "a minority:majority ratio 'a:b' with 0 <= a <= b and b > 0 (e.g. '1:9'; '1:1' is balanced)"
+    if "real_bias" in values:
+        try:
+            bias_ratios(values["real_bias"])
+        except ValueError:
+            bad("real_bias", f"must be {ratio}")
+    for entry in values.get("syn_bias_sweep", []):
+        try:
+            bias_ratios(entry)
+        except ValueError:
+            bad("syn_bias_sweep", f"every entry must be {ratio}; {entry!r} is not")
+    for name in _FRACTION_PARAMS:
+        if name not in values:
+            continue
+        many = isinstance(values[name], (list, tuple))
+        for f in values[name] if many else [values[name]]:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+                share = "a share of the parameter tensors in (0, 1] (0 selects none)"
+                bad(name, f"every entry must be {share}; {f!r} is not" if many else f"must be {share}")
+    dataset, model = values.get("dataset"), values.get("model")
+    if dataset == "celeba":
+        if model == "cnn":
+            bad("model", "cnn is the small CNN for the 28x28 datasets (" + ", ".join(_SMALL_DATASETS)
+                + "): use resnet18 for dataset='celeba'")
+        if "sd_images" in values and not values["sd_images"]:
+            bad("sd_images", "dataset='celeba' fine-tunes on Stable Diffusion images: pass -p sd_images "
+                "<folder written by fairbook.generative.sd.generate_cells>")
+        if model == "resnet18" and "weights" in values and not values["weights"]:
+            bad("weights", "dataset='celeba' with model='resnet18' starts, as the paper, from an "
+                "ImageNet-pretrained ResNet-18: pass -p weights <local ImageNet ResNet-18 checkpoint>")
+
+
+def input_files(values: dict) -> dict[str, Path]:
+    """Files besides the datasets that decide a run's result (fingerprinted by :mod:`fairbook.runner`):
+    the manifests (:data:`fairbook.generative.sd.MANIFEST`, written last, so it marks a finished
+    layout and lists every image with its prompt and seed) of ``sd_images`` and ``sd_plain_images``
+    when ``dataset='celeba'`` reads them, and the ``weights`` file when ``model='resnet18'`` loads it;
+    empty parameters are skipped. Relative paths are taken from the current directory. A path that
+    does not exist raises :class:`fairbook.params.ParameterError` naming the parameter."""
+    from .generative import sd
+    from .params import ParameterError
+
+    def bad(name, msg):
+        raise ParameterError(f"parameter '{name}' of chapter 'aimfair': {msg}; got {values[name]!r}")
+
+    out: dict[str, Path] = {}
+    if values.get("dataset") == "celeba":
+        for name in ("sd_images", "sd_plain_images"):
+            if values.get(name):
+                manifest = Path(values[name]).expanduser().resolve() / sd.MANIFEST
+                if not manifest.is_file():
+                    bad(name, f"{manifest} does not exist: the folder must hold a finished layout of "
+                        f"fairbook.generative.sd.generate_cells (its {sd.MANIFEST} is written last)")
+                out[name] = manifest
+    if values.get("model") == "resnet18" and values.get("weights"):
+        path = Path(values["weights"]).expanduser().resolve()
+        if not path.is_file():
+            bad("weights", f"{path} is not a file: pass a local ImageNet ResNet-18 checkpoint "
+                "(.safetensors or a state dict)")
+        out["weights"] = path
+    return out

@@ -1074,6 +1074,11 @@ def check_parameters(values: dict) -> None:
     if values.get("multiclass_dataset", "none") != "none" and values.get("multiclass_batch_size", 20) % 20:
         bad("multiclass_batch_size", "must be a multiple of 20 (one share per (colour, class) cell of the "
             "ten-class Table 6)")
+    if values.get("image_model") == "alexnet" and values.get("image_size", 64) < 63:
+        bad("image_size", "must be at least 63 for image_model='alexnet' (its pooling needs 63x63 inputs)")
+    if values.get("multiclass_dataset", "none") != "none" and not 0 < values.get("skew", 0.95) < 1:
+        bad("skew", "must lie strictly between 0 and 1: at 0 or 1 some (colour, class) cells are empty and "
+            "group-balanced batches cannot be drawn")
     if values.get("image_dataset") == "celeba" and values.get("image_model", "mlp") == "mlp":
         bad("image_model", "must be alexnet or resnet18 for image_dataset='celeba' (the MLP is for the "
             "28x28 digits)")

@@ -37,6 +37,10 @@ RECORDED_PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "seaborn", "sciki
                      "jupytext", "nbclient", "ipykernel", "jupyter-book")
 
 
+#: string parameters that name files or folders (made absolute before the kernel starts)
+PATH_PARAMETERS = ("data_root", "sd_images", "sd_plain_images", "weights")
+
+
 class RunFailed(RuntimeError):
     """A cell raised; ``path`` is the kept ``FAILED-...`` directory."""
 
@@ -122,8 +126,9 @@ def prepare(chapter: str, profile: str, overrides: dict[str, str] | None = None)
     """
     ch = chapters.get(chapter)
     values = ch.values(profile, overrides)
-    if values.get("data_root"):  # the kernel runs elsewhere: a relative root must not change meaning
-        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+    for key in PATH_PARAMETERS:  # the kernel runs elsewhere: a relative path must not change meaning
+        if values.get(key):
+            values[key] = str(Path(values[key]).expanduser().resolve())
     if importlib.util.find_spec(f"fairbook.{chapter}") is not None:
         check = getattr(importlib.import_module(f"fairbook.{chapter}"), "check_parameters", None)
         if check is not None:

@@ -199,17 +199,34 @@ def independent_counts(y, a, batch_size: int) -> list[int]:
     return counts
 
 
-class _BatchSampler:
-    """``steps`` index batches per epoch, each from ``draw()``: the DataLoader's ``batch_sampler``."""
+def _shuffle_order(n: int, steps: int, batch_size: int, gen: torch.Generator,
+                   fill: bool) -> torch.Tensor:
+    """One epoch's sample order of ``sampler="shuffle"``: a fresh permutation per pass over the
+    ``n`` samples, as many passes as ``steps`` full batches need (``fill``, i.e. ``steps_per_epoch``
+    given) or one; the epoch's batches are its consecutive slices of ``batch_size``."""
+    passes = max(1, math.ceil(steps * batch_size / n)) if fill else 1
+    return torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
 
-    def __init__(self, steps: int, draw: Callable[[], torch.Tensor]):
-        self.steps, self.draw = steps, draw
+
+class _BatchSampler:
+    """``steps`` index batches per epoch, the DataLoader's ``batch_sampler``: each from ``draw()``
+    (group samplers), or the consecutive ``batch_size`` slices of ``order()``, drawn once at the
+    start of every epoch (``sampler="shuffle"`` with ``steps_per_epoch``)."""
+
+    def __init__(self, steps: int, draw: Callable[[], torch.Tensor] | None = None,
+                 order: Callable[[], torch.Tensor] | None = None, batch_size: int = 0):
+        if (draw is None) == (order is None):
+            raise ValueError("_BatchSampler takes exactly one of draw and order")
+        self.steps, self.draw, self.order, self.batch_size = steps, draw, order, batch_size
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self):
-        return (self.draw().tolist() for _ in range(self.steps))
+        if self.draw is not None:
+            return (self.draw().tolist() for _ in range(self.steps))
+        perm, b = self.order(), self.batch_size
+        return (perm[s * b:(s + 1) * b].tolist() for s in range(self.steps))
 
 
 def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Optim = Optim(),
@@ -231,7 +248,10 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     ``independent`` (module docstring). ``groups``: the sensitive attribute a of every training
     sample (integer values; aligned with a Dataset's indices), passed to ``extra_loss`` as
     ``batch["groups"]``; needed by the group samplers. ``steps_per_epoch`` defaults to one pass over
-    the data (``ceil(n / batch_size)`` batches). Deterministic for ``seed`` on the CPU.
+    the data (``ceil(n / batch_size)`` batches, the last one possibly smaller); given, every epoch
+    runs exactly that many batches, for ``shuffle`` full ones cut from as many fresh permutations as
+    they need (the same batches for in-memory data and a Dataset). Deterministic for ``seed`` on the
+    CPU.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
@@ -297,11 +317,20 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         X_t, y_t = _as_tensor(X), labels
         if device.type == "cuda":
             X_t, y_t = X_t.to(device), y_t.to(device)
-    elif sampler == "shuffle":
+    elif sampler == "shuffle" and not steps_per_epoch:
+        # one pass per epoch: the shuffling DataLoader itself (its batch order is kept as it was)
         loader = torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=True, generator=gen,
                                              num_workers=num_workers, drop_last=False)
+    elif sampler == "shuffle":
+        # exactly steps_per_epoch batches, the same as the in-memory path draws for this seed
+        def order() -> torch.Tensor:
+            return _shuffle_order(n_data, steps, batch_size, gen, fill=True)
+
+        loader = torch.utils.data.DataLoader(
+            X, batch_sampler=_BatchSampler(steps, order=order, batch_size=batch_size),
+            num_workers=num_workers)
     else:
-        loader = torch.utils.data.DataLoader(X, batch_sampler=_BatchSampler(steps, draw),
+        loader = torch.utils.data.DataLoader(X, batch_sampler=_BatchSampler(steps, draw=draw),
                                              num_workers=num_workers)
 
     def batches():
@@ -311,8 +340,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         if sampler == "shuffle":
             # a fresh permutation per pass over the data; one gather per epoch, and the batches are
             # views of it (much cheaper than a gather per step)
-            passes = max(1, math.ceil(steps * batch_size / n_data)) if steps_per_epoch else 1
-            perm = torch.cat([torch.randperm(n_data, generator=gen) for _ in range(passes)])
+            perm = _shuffle_order(n_data, steps, batch_size, gen, fill=bool(steps_per_epoch))
             Xp, yp = X_t[perm], y_t[perm]
             for s in range(steps):
                 lo = s * batch_size

@@ -336,6 +336,36 @@ def test_element_level_finetuning_changes_only_the_selected_elements_even_with_w
         assert (before[n][sel] != after[n][sel]).all(), n           # weight decay moves every one
 
 
+class CountingForward:
+    """An extra loss with the engine's shared-forward hook, counting the calls of both."""
+
+    def __init__(self):
+        self.forwards = self.calls = 0
+
+    def __call__(self, model, batch):
+        self.calls += 1
+        return batch["logits"].sum() * 0.0
+
+    def batch_forward(self, model, x, y, groups):
+        self.forwards += 1
+        return model(x)
+
+
+def test_element_level_weight_decay_keeps_the_extra_losss_batch_forward():
+    extra = CountingForward()
+    wrapped = A._with_masked_decay(extra, 0.1, ["head.weight"])
+    assert wrapped.batch_forward == extra.batch_forward
+    assert not hasattr(A._with_masked_decay(lambda m, b: 0.0, 0.1, ["head.weight"]), "batch_forward")
+    # through selective_finetune: the engine takes every batch's logits from batch_forward
+    model = cnn()
+    X, y = images(40)
+    m = mask_for(model, {"head.weight": torch.ones(1, 8, dtype=torch.bool)}, level="element")
+    fit = dict(FIT, optim=T.Optim("sgd", lr=0.5, momentum=0.9, weight_decay=0.05), extra_loss=extra)
+    A.selective_finetune(model, m, X, y, **fit)
+    steps = 2 * math.ceil(40 / 16)
+    assert extra.calls == steps and extra.forwards == steps
+
+
 def test_element_level_refuses_adamw_weight_decay_and_fit_overrides():
     model = cnn()
     X, y = images(16)
@@ -483,21 +513,24 @@ def test_evaluate_and_aggregate_against_hand_computation():
     cells = {"acc_y0_s0": 0.75, "acc_y0_s1": 1.0, "acc_y1_s0": 0.5, "acc_y1_s1": 0.5}
     assert r == pytest.approx({"acc": 8 / 12, **cells, "wst": 0.5,
                                # TPR: s0 1/2, s1 2/4; FPR: s0 1/4, s1 0/2 -> (0 + 0.25) / 2
-                               "eo": 0.125, "std": float(np.std(list(cells.values())))})
+                               "eo": 0.125, "eo_max": 0.25,       # max(0, 0.25): the tables' EO
+                               "std": float(np.std(list(cells.values())))})
     assert set(r) == set(A.METRICS)
     # a Dataset yielding (x, y, index) with its own y
     assert A.evaluate(Lookup(np.where(pred == 1, 2.0, -2.0)), Indexed(X, y), s=s, device="cpu") == r
 
     rows = [
         {"method": "ft", "seed": 0, "acc": 0.8, "acc_y0_s0": 0.9, "acc_y0_s1": 0.6, "acc_y1_s0": 0.7,
-         "acc_y1_s1": 0.8, "wst": 0.6, "eo": 0.2, "std": 0.1},
+         "acc_y1_s1": 0.8, "wst": 0.6, "eo": 0.2, "eo_max": 0.3, "std": 0.1},
         {"method": "ft", "seed": 1, "acc": 0.6, "acc_y0_s0": 0.5, "acc_y0_s1": 0.8, "acc_y1_s0": 0.7,
-         "acc_y1_s1": 0.8, "wst": 0.5, "eo": 0.1, "std": 0.1},
+         "acc_y1_s1": 0.8, "wst": 0.5, "eo": 0.1, "eo_max": 0.2, "std": 0.1},
         {"method": "lp", "seed": 0, **{k: 0.5 for k in A.METRICS}},
     ]
     agg = A.aggregate(rows).set_index("method")
     ft = agg.loc["ft"]
     assert ft["n_seeds"] == 2 and ft["acc"] == pytest.approx(0.7) and ft["eo"] == pytest.approx(0.15)
+    assert ft["eo_max"] == pytest.approx(0.25) and agg.loc["lp", "eo_max"] == pytest.approx(0.5)
+    assert list(agg.columns) == ["n_seeds", *A.METRICS]
     # seed-averaged cells 0.7, 0.7, 0.7, 0.8 -> WST 0.7 (the mean of per-seed WST would be 0.55)
     assert [ft[c] for c in ("acc_y0_s0", "acc_y0_s1", "acc_y1_s0", "acc_y1_s1")] == pytest.approx(
         [0.7, 0.7, 0.7, 0.8])
@@ -508,6 +541,8 @@ def test_evaluate_and_aggregate_against_hand_computation():
     assert len(one) == 1 and one.loc[0, "wst"] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="aggregate: rows got .*without \\['eo'\\]"):
         A.aggregate([{k: v for k, v in rows[0].items() if k != "eo"}])
+    with pytest.raises(ValueError, match="aggregate: rows got .*without \\['eo_max'\\]"):
+        A.aggregate([{k: v for k, v in rows[0].items() if k != "eo_max"}])
     with pytest.raises(ValueError, match="aggregate: by got \\['lr'\\]"):
         A.aggregate(rows, by=["lr"])
     with pytest.raises(ValueError, match="evaluate: s got None"):
@@ -720,3 +755,93 @@ def test_dataset_gradients_and_evaluate_on_an_image_table_match_arrays(celeba_ro
     assert r_t == pytest.approx(r_a, abs=1e-12)
     assert 0 < r_a["acc"] < 1
     assert A.evaluate(net, table, s=s, device="cpu") == pytest.approx(r_a, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------ runner hooks
+def _values(profile="default", **kw):
+    from fairbook import chapters
+
+    return {**chapters.get("aimfair").values(profile), **kw}
+
+
+def _celeba(tmp_path, **kw):
+    """Paper-profile values with existing sd layouts (a manifest each) and weights."""
+    for d in ("sd", "plain"):
+        (tmp_path / d).mkdir(exist_ok=True)
+        (tmp_path / d / "manifest.csv").write_text(f"file,cell\n{d}/0.png,y0_a0\n")
+    (tmp_path / "r18.pt").write_bytes(b"weights")
+    return _values("paper", **{"sd_images": str(tmp_path / "sd"), "sd_plain_images": str(tmp_path / "plain"),
+                               "weights": str(tmp_path / "r18.pt"), **kw})
+
+
+def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp_path):
+    from fairbook.params import ParameterError
+
+    for profile in ("smoke", "default"):
+        A.check_parameters(_values(profile))
+    A.check_parameters(_celeba(tmp_path))
+    A.check_parameters({})                                     # only the keys given are checked
+    A.check_parameters({"dataset": "celeba"})
+    for kw, msg in [({"real_bias": "9:1"}, r"'real_bias'.*'a:b'.*got '9:1'"),
+                    ({"real_bias": "0.1"}, "'real_bias'"),
+                    ({"syn_bias_sweep": ["3:7", "1-9"]}, r"'syn_bias_sweep'.*'1-9' is not"),
+                    ({"top_k": 0.0}, r"'top_k'.*\(0, 1\].*; got 0.0$"),
+                    ({"top_k": 1.5}, "'top_k'"),
+                    ({"topk_sweep": [0.5, 0.0]}, r"'topk_sweep'.*0.0 is not"),
+                    ({"random_fractions": [1.2]}, "'random_fractions'.*1.2 is not"),
+                    ({"topk_sweep": []}, "'topk_sweep'.*at least one value"),
+                    ({"syn_bias_sweep": []}, "'syn_bias_sweep'.*at least one value"),
+                    ({"syn_amounts": []}, "'syn_amounts'.*at least one value"),
+                    ({"random_fractions": []}, "'random_fractions'.*at least one value")]:
+        with pytest.raises(ParameterError, match=r"^parameter " + msg):
+            A.check_parameters(_values(**kw))
+        with pytest.raises(ParameterError, match="of chapter 'aimfair'"):
+            A.check_parameters(kw)                             # alone: still checked
+    for kw, msg in [({"sd_images": ""}, "'sd_images'.*-p sd_images"),
+                    ({"weights": ""}, "'weights'.*pass -p weights <local ImageNet ResNet-18 checkpoint>"),
+                    ({"model": "cnn"}, "'model'.*28x28")]:
+        with pytest.raises(ParameterError, match=msg):
+            A.check_parameters(_celeba(tmp_path, **kw))
+    # a random-init ResNet-18 and no Stable Diffusion images are fine off CelebA
+    A.check_parameters(_values(model="resnet18", weights=""))
+
+
+def test_runner_rejects_the_paper_profile_without_its_files_before_running():
+    from fairbook import runner
+    from fairbook.params import ParameterError
+
+    with pytest.raises(ParameterError, match="'sd_images' of chapter 'aimfair'"):
+        runner.prepare("aimfair", "paper")
+    with pytest.raises(ParameterError, match="'weights' of chapter 'aimfair'"):
+        runner.prepare("aimfair", "paper", {"sd_images": "/somewhere"})
+
+
+def test_input_files_are_the_manifests_and_weights_the_run_reads(tmp_path, monkeypatch):
+    from fairbook import runner
+    from fairbook.generative import sd
+    from fairbook.params import ParameterError
+
+    v = _celeba(tmp_path)
+    files = A.input_files(v)
+    assert files == {"sd_images": (tmp_path / "sd" / sd.MANIFEST).resolve(),
+                     "sd_plain_images": (tmp_path / "plain" / sd.MANIFEST).resolve(),
+                     "weights": (tmp_path / "r18.pt").resolve()}
+    assert A.input_files({**v, "sd_plain_images": "", "weights": ""}) == {"sd_images": files["sd_images"]}
+    assert A.input_files(_values()) == {}                       # the default profile reads none
+    assert A.input_files({**v, "dataset": "colored-mnist", "model": "cnn"}) == {}   # not read: not used
+    monkeypatch.chdir(tmp_path)                                 # relative paths: from the current directory
+    assert A.input_files({**v, "sd_images": "sd", "weights": "r18.pt"}) == files
+    for kw, msg in [({"sd_images": str(tmp_path / "nowhere")}, r"'sd_images'.*nowhere.*manifest\.csv"),
+                    ({"sd_plain_images": str(tmp_path)}, "'sd_plain_images'.*generate_cells"),
+                    ({"weights": str(tmp_path / "missing.pt")}, "'weights'.*missing.pt is not a file")]:
+        with pytest.raises(ParameterError, match=msg):
+            A.input_files({**v, **kw})
+    # the runner fingerprints them: a changed manifest or checkpoint changes the run's key
+    monkeypatch.setattr("fairbook.data.fingerprints_for", lambda chapter, values: {})
+    fp = runner.data_fingerprint("aimfair", v)
+    assert set(fp) == {"sd_images", "sd_plain_images", "weights"}
+    (tmp_path / "sd" / sd.MANIFEST).write_text("file,cell\nsd/1.png,y1_a1\n")
+    (tmp_path / "r18.pt").write_bytes(b"other weights")
+    fp2 = runner.data_fingerprint("aimfair", v)
+    assert fp2["sd_images"] != fp["sd_images"] and fp2["weights"] != fp["weights"]
+    assert fp2["sd_plain_images"] == fp["sd_plain_images"]

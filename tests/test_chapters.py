@@ -129,8 +129,12 @@ def test_aimfair_celeba_path_on_tiny_files(tmp_path, monkeypatch):
     cells = P.make_cells({"not smiling": 0, "smiling": 1}, {"female": 0, "male": 1})
     sd.generate_cells(pipe, P.contextual_prompts(cells, 2, P.TemplateExpander(seed=0)), 8, tmp_path / "sd",
                       seed=0, steps=1, height=16, width=16, batch_size=8)
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pt")  # a stand-in checkpoint
     monkeypatch.setenv("FAIRBOOK_RUNS", str(tmp_path / "runs"))
-    run = runner.run("aimfair", "smoke", {
+    run = runner.run("aimfair", "smoke", {"weights": str(tmp_path / "resnet18.pt"),
         "dataset": "celeba", "data_root": str(root), "target": "Smiling", "protected": "Male",
         "sd_images": str(tmp_path / "sd"), "sd_plain_images": str(tmp_path / "sd"), "n_real": "16",
         "n_test": "0", "model": "resnet18", "image_size": "32", "batch_size": "8", "topk_sweep": "0.5",

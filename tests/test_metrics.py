@@ -217,6 +217,7 @@ def test_group_metrics_by_hand():
     assert M.delta_fpr(Y, P, A) == pytest.approx(0.15)
     assert M.equalized_odds_sum(Y, P, A) == pytest.approx(0.40)      # GCM ΔEO
     assert M.equalized_odds_mean(Y, P, A) == pytest.approx(0.20)     # AIM-Fair EO
+    assert M.equalized_odds_max(Y, P, A) == pytest.approx(0.25)      # max(ΔTPR, ΔFPR): ΔTPR wins
     assert M.equal_opportunity_ratio(Y, P, A) == pytest.approx(1.5)  # TPR_0 / TPR_1 = 0.75 / 0.5
     np.testing.assert_allclose(M.selection_rates(P, A), [4 / 8, 3 / 7])
     assert M.demographic_parity_difference(Y, P, A) == pytest.approx(1 / 2 - 3 / 7)
@@ -270,8 +271,24 @@ def test_group_metrics_against_fairlearn(case):
     assert M.equalized_odds_mean(y, p, a) == pytest.approx(ref["eo_mean"])           # AIM-Fair EO
     assert M.equalized_odds_sum(y, p, a) == pytest.approx(2 * ref["eo_mean"])        # GCM ΔEO
     assert max(M.delta_tpr(y, p, a), M.delta_fpr(y, p, a)) == pytest.approx(ref["eo_worst"])
+    assert M.equalized_odds_max(y, p, a) == pytest.approx(ref["eo_worst"])         # AIM-Fair tables' EO
     assert M.demographic_parity_difference(y, p, a) == pytest.approx(ref["dp"])
     assert M.worst_group_accuracy(y, p, a) == pytest.approx(ref["wst"])
+
+
+def test_equalized_odds_max_by_hand():
+    # a=0: TPR 2/2, FPR 0/2; a=1: TPR 1/2, FPR 2/2 -> ΔTPR 0.5, ΔFPR 1 (the FPR gap is the worst)
+    y = [1, 1, 0, 0, 1, 1, 0, 0]
+    p = [1, 1, 0, 0, 1, 0, 1, 1]
+    a = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert M.equalized_odds_max(y, p, a) == pytest.approx(1.0)
+    assert M.equalized_odds_max(y, p, [1 - g for g in a]) == pytest.approx(1.0)      # symmetric
+    assert M.equalized_odds_mean(y, p, a) == pytest.approx(0.75)
+    assert M.equalized_odds_max(np.array(y), np.array(p), np.array(a)) == pytest.approx(
+        fl.equalized_odds_difference(np.array(y), np.array(p), sensitive_features=np.array(a)))
+    # from cell accuracies acc[y, a]: the gaps are |acc[1,0] - acc[1,1]| and |acc[0,0] - acc[0,1]|
+    c = M.cell_accuracies(y, p, a)
+    assert M.equalized_odds_max(y, p, a) == pytest.approx(max(abs(c[1, 0] - c[1, 1]), abs(c[0, 0] - c[0, 1])))
 
 
 def test_aimfair_eq9_average_over_all_four_terms():
@@ -315,7 +332,8 @@ def test_group_without_positives_raises_or_nan():
     a = np.array([0, 0, 0, 1, 1, 1])          # group a=1 has no y=1
     with pytest.raises(ValueError, match="a=1"):
         M.true_positive_rates(y, p, a)
-    for f in (M.delta_tpr, M.equalized_odds_sum, M.equalized_odds_mean, M.equal_opportunity_ratio,
+    for f in (M.delta_tpr, M.equalized_odds_sum, M.equalized_odds_mean, M.equalized_odds_max,
+              M.equal_opportunity_ratio,
               M.worst_group_accuracy, M.group_accuracy_std):
         with pytest.raises(ValueError, match="a=1"):
             f(y, p, a)

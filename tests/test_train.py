@@ -744,6 +744,41 @@ def test_dataloader_path_passes_groups_to_extra_loss():
     assert all(b["groups"] is None for b in _record(X=IndexedDataset(X, y), batch_size=32))
 
 
+# ids of `_record(X=IndexedDataset(*toy(20)), epochs=2, batch_size=8, seed=3)`, recorded before the
+# Dataset path learnt steps_per_epoch: the default shuffling DataLoader keeps its batch order
+DATASET_SHUFFLE_IDS_SEED3 = [[17, 13, 12, 8, 4, 10, 11, 1], [18, 5, 15, 7, 14, 9, 0, 19], [16, 6, 3, 2],
+                             [16, 14, 18, 15, 12, 13, 7, 0], [19, 9, 8, 1, 2, 4, 17, 5], [3, 10, 6, 11]]
+
+
+def test_dataloader_path_shuffle_default_order_unchanged():
+    X, y = toy(20)
+    got = _record(X=IndexedDataset(X, y), epochs=2, batch_size=8, seed=3)
+    assert [b["ids"].tolist() for b in got] == DATASET_SHUFFLE_IDS_SEED3
+
+
+@pytest.mark.parametrize("steps", [3, 10])       # 30 of 100 samples; 160: a second permutation
+def test_dataloader_path_shuffle_honours_steps_per_epoch(steps):
+    X, y = toy(100)
+
+    def run(seed, in_memory=False):
+        data = dict(X=X, y=y) if in_memory else dict(X=IndexedDataset(X, y))
+        return [b["ids"] for b in _record(**data, epochs=2, batch_size=16, steps_per_epoch=steps, seed=seed)]
+
+    ids = run(0)
+    assert len(ids) == 2 * steps and all(len(b) == 16 for b in ids)   # exactly steps full batches
+    for ep in range(2):
+        flat = torch.cat(ids[ep * steps:(ep + 1) * steps]).tolist()
+        first = flat[:100]
+        assert len(set(first)) == len(first)                            # a permutation per pass
+        if len(flat) > 100:
+            assert sorted(first) == list(range(100)) and len(set(flat[100:])) == len(flat) - 100
+    assert torch.cat(ids[:steps]).tolist() != torch.cat(ids[steps:]).tolist()  # fresh each epoch
+    assert all(torch.equal(u, v) for u, v in zip(ids, run(0)))           # deterministic for the seed
+    assert not all(torch.equal(u, v) for u, v in zip(ids, run(1)))
+    mem = run(0, in_memory=True)                                        # the in-memory path's batches
+    assert len(mem) == len(ids) and all(torch.equal(u, v) for u, v in zip(ids, mem))
+
+
 # P(a) = (.8, .2), P(y) = (.7, .3): 16 P(a) P(y) = 8.96, 3.84, 2.24, .96 -> 9, 4, 2, 1
 @pytest.mark.parametrize("sampler, counts", [("group_balanced", [4, 4, 4, 4]),
                                              ("independent", [9, 4, 2, 1])])
