@@ -5,8 +5,9 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
 * data: :func:`bias_ratios` / :func:`balanced_ratios` (the (y, s) cell ratios of the biased and
   balanced sets, §4.1, Table 6), :func:`supplement` and :func:`repair` (Table 3's data baselines);
   the ``paper`` profile's data read lazily from disk: :func:`celeba_setting` (the biased CelebA
-  training subset and the full validation/test partitions) and :func:`synthetic_table` (a Stable
-  Diffusion layout), both :class:`~fairbook.data.fullscale.ImageTable`; :func:`take` and
+  training subset and the full validation/test partitions), :func:`utkface_setting` (the biased
+  UTKFace training subset, the val split and a balanced test subset) and :func:`synthetic_table`
+  (a Stable Diffusion layout), all :class:`~fairbook.data.fullscale.ImageTable`; :func:`take` and
   :func:`join` select and concatenate rows of arrays, tensors or ImageTables alike;
 * selective mask generation (SMG, §3.2): :func:`dataset_gradients` (eqs. 1-3),
   :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;
@@ -56,7 +57,8 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
-    "take", "join", "celeba_setting", "synthetic_table", "check_parameters", "input_files",
+    "take", "join", "celeba_setting", "utkface_setting", "synthetic_table", "check_parameters",
+    "input_files",
 ]
 
 CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, s) cells in the order used by every ratio tuple
@@ -828,6 +830,97 @@ def celeba_setting(root, target: str = "Smiling", protected: str = "Male", n_rea
     return out
 
 
+def _subset_cells(where: str, X: ImageTable, s: np.ndarray, counts, rng, what: str,
+                  words) -> ImageTable:
+    """Rows of ``X`` with ``counts[i]`` images of cell ``CELLS[i]`` (labels ``X.y``, ``s``),
+    drawn cell by cell without replacement from ``rng`` and kept in file order; raises naming the
+    cell (``words(y, s)``) when ``X`` holds too few."""
+    y, picked = X.y, []
+    for (yv, sv), k in zip(CELLS, counts):
+        rows = np.flatnonzero((y == yv) & (s == sv))
+        if k > len(rows):
+            raise ValueError(f"{where}: cell (y={yv}, s={sv}) = ({words(yv, sv)}) needs {k} images "
+                             f"{what}, but the {X.name} {X.split} split has only {len(rows)}")
+        picked.append(rng.choice(rows, int(k), replace=False))
+    return X.subset(np.sort(np.concatenate(picked)).astype(np.int64))
+
+
+def utkface_setting(root, n_real: int = 10000, ratios: Sequence[float] = AIM_FAIR_RATIOS,
+                    n_test: int = 3200, seed: int = 0,
+                    image_size: int | None = 224) -> dict[str, tuple[ImageTable, np.ndarray, np.ndarray]]:
+    """AIM-Fair's UTKFace setting (§4.1, Table 3's UTKFace columns "T: Female; P: White"), lazily on
+    disk: y = gender (1 = Female, 0 = Male), s = **1 for White**, 0 for non-White ("a binary
+    spurious attribute 'Ethnicity' based on whether the facial image is white or not").
+
+    UTKFace has no official split: :func:`fairbook.data.fullscale.load_utkface`'s seeded 60/20/20
+    train/val/test split of the valid files is used (its own seed, 0, independent of ``seed``).
+    Note that loader's binary ``race`` group is 0 for White; here it is flipped, and the tables
+    carry it as ``X.groups["White"]`` (``group_names["White"] == ("non-White", "White")``), so that
+    the (y, s) cells (0, 0), (0, 1), (1, 0), (1, 1) of :data:`CELLS` are Male non-White, Male White,
+    Female non-White, Female White. Pass ``protected_name="White"`` to :func:`synthetic_table` to
+    :func:`join` synthetic data to these tables.
+
+    Training: "a biased subset of 10,000 images, with the same bias degree as CelebA": ``n_real``
+    images of the train split with exact (y, s) cell counts ``n_real × ratios`` (largest remainder;
+    default 1:9, 500/4,500/4,500/500 of 10,000), drawn cell by cell in the order of :data:`CELLS`,
+    without replacement, from ``np.random.default_rng([seed, 2])``, kept in file order (as
+    :func:`celeba_setting`). Validation: the whole val split. Test: "a balanced and unbiased test
+    dataset consisting of 3,200 images": ``n_test // 4`` images of each (y, s) cell of the test
+    split, drawn likewise from ``np.random.default_rng([seed, 4])``; ``n_test=0`` keeps the whole
+    test split (not balanced).
+
+    Parameters
+    ----------
+    root : the UTKFace folder (see :func:`fairbook.data.fullscale.load_utkface`); None searches
+        ``$FAIRBOOK_DATA`` and the cache.
+    n_real : size of the biased training subset (positive).
+    ratios : the training cells' shares, in the order of :data:`CELLS` (see :func:`bias_ratios`).
+    n_test : size of the balanced test subset: 0 (the whole split) or a positive multiple of 4.
+    image_size : images are resized to this when read (224 for the paper's ResNet-18).
+
+    Returns
+    -------
+    ``{"train": (X, y, s), "val": (X, y, s), "test": (X, y, s)}``: ``X`` an
+    :class:`~fairbook.data.fullscale.ImageTable` (``X.groups["White"]`` is ``s``), ``y`` and ``s``
+    int64 arrays. Raises naming the cell when the train or test split holds too few images.
+    """
+    from . import data
+
+    where = "utkface_setting"
+    ratios = _check_ratios(where, ratios)
+    if isinstance(n_real, bool) or not isinstance(n_real, (int, np.integer)) or n_real < 1:
+        raise _fail(where, "n_real", n_real, "a positive integer")
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 0 \
+            or n_test % 4:
+        raise _fail(where, "n_test", n_test, "0 (the whole test split) or a positive multiple of 4 "
+                    "(n_test // 4 images per (y, s) cell)")
+
+    def split(name):
+        X = data.load("utkface", name, root=root, target="gender", sensitive="race",
+                      image_size=image_size)
+        white = (X.groups["race"] == 0).astype(np.int64)      # load_utkface: race 0 = White
+        X = ImageTable(X.paths, X.targets, name=X.name, split=X.split, classes=X.classes,
+                       groups={"White": white}, group_names={"White": ("non-White", "White")},
+                       image_size=X.image_size, transform=X.transform, source=X.source,
+                       skipped=X.skipped)
+        return X, X.y, X.groups["White"]
+
+    def words(yv, sv):
+        return f"{('Male', 'Female')[yv]}, {('non-White', 'White')[sv]}"
+
+    X, _, s = split("train")
+    train_X = _subset_cells(where, X, s, _cell_counts(int(n_real), ratios),
+                            np.random.default_rng([seed, 2]), f"for n_real={n_real}, ratios={ratios}",
+                            words)
+    out = {"train": (train_X, train_X.y, train_X.groups["White"]), "val": split("val")}
+    X, _, s = split("test")
+    if n_test:
+        X = _subset_cells(where, X, s, [int(n_test) // 4] * 4, np.random.default_rng([seed, 4]),
+                          f"for a balanced test set of n_test={n_test}", words)
+    out["test"] = (X, X.y, X.groups["White"])
+    return out
+
+
 def synthetic_table(path, image_size: int | None = 224,
                     protected_name: str = "s") -> tuple[ImageTable, np.ndarray, np.ndarray]:
     """A Stable Diffusion layout written by :func:`fairbook.generative.sd.generate_cells` as a lazy
@@ -928,6 +1021,7 @@ _FRACTION_PARAMS = ("top_k", "topk_sweep", "random_fractions")
 _LIST_PARAMS = ("channels", "topk_sweep", "syn_bias_sweep", "syn_amounts", "random_fractions",
                 "context_bins")
 _SMALL_DATASETS = ("colored-mnist", "colored-fashion-mnist")
+_FACE_DATASETS = ("celeba", "utkface")  #: the paper's datasets (§4.1), read from disk, fine-tuned on SD images
 
 
 def check_parameters(values: dict) -> None:
@@ -937,10 +1031,10 @@ def check_parameters(values: dict) -> None:
 
     ``real_bias`` and every ``syn_bias_sweep`` entry must parse with :func:`bias_ratios`; ``top_k``
     and every ``topk_sweep`` / ``random_fractions`` entry lie in (0, 1] (shares of the parameter
-    tensors, :func:`k_for_fraction`); the list parameters are non-empty; ``dataset='celeba'`` needs
-    ``sd_images`` (the synthetic fine-tuning data) and, with ``model='resnet18'``, ``weights`` (the
-    paper fine-tunes an ImageNet-pretrained ResNet-18); ``model='cnn'`` is the small CNN for the
-    28×28 datasets, not for CelebA.
+    tensors, :func:`k_for_fraction`); the list parameters are non-empty; ``dataset='celeba'`` and
+    ``dataset='utkface'`` need ``sd_images`` (the synthetic fine-tuning data) and, with
+    ``model='resnet18'``, ``weights`` (the paper fine-tunes an ImageNet-pretrained ResNet-18);
+    ``model='cnn'`` is the small CNN for the 28×28 datasets, not for CelebA or UTKFace.
     """
     from .params import ParameterError
 
@@ -970,15 +1064,15 @@ def check_parameters(values: dict) -> None:
                 share = "a share of the parameter tensors in (0, 1] (0 selects none)"
                 bad(name, f"every entry must be {share}; {f!r} is not" if many else f"must be {share}")
     dataset, model = values.get("dataset"), values.get("model")
-    if dataset == "celeba":
+    if dataset in _FACE_DATASETS:
         if model == "cnn":
             bad("model", "cnn is the small CNN for the 28x28 datasets (" + ", ".join(_SMALL_DATASETS)
-                + "): use resnet18 for dataset='celeba'")
+                + f"): use resnet18 for dataset={dataset!r}")
         if "sd_images" in values and not values["sd_images"]:
-            bad("sd_images", "dataset='celeba' fine-tunes on Stable Diffusion images: pass -p sd_images "
-                "<folder written by fairbook.generative.sd.generate_cells>")
+            bad("sd_images", f"dataset={dataset!r} fine-tunes on Stable Diffusion images: pass -p "
+                "sd_images <folder written by fairbook.generative.sd.generate_cells>")
         if model == "resnet18" and "weights" in values and not values["weights"]:
-            bad("weights", "dataset='celeba' with model='resnet18' starts, as the paper, from an "
+            bad("weights", f"dataset={dataset!r} with model='resnet18' starts, as the paper, from an "
                 "ImageNet-pretrained ResNet-18: pass -p weights <local ImageNet ResNet-18 checkpoint>")
 
 
@@ -986,8 +1080,8 @@ def input_files(values: dict) -> dict[str, Path]:
     """Files besides the datasets that decide a run's result (fingerprinted by :mod:`fairbook.runner`):
     the manifests (:data:`fairbook.generative.sd.MANIFEST`, written last, so it marks a finished
     layout and lists every image with its prompt and seed) of ``sd_images`` and ``sd_plain_images``
-    when ``dataset='celeba'`` reads them, and the ``weights`` file when ``model='resnet18'`` loads it;
-    empty parameters are skipped. Relative paths are taken from the current directory. A path that
+    when ``dataset='celeba'`` or ``'utkface'`` reads them, and the ``weights`` file when
+    ``model='resnet18'`` loads it; empty parameters are skipped. Relative paths are taken from the current directory. A path that
     does not exist raises :class:`fairbook.params.ParameterError` naming the parameter."""
     from .generative import sd
     from .params import ParameterError
@@ -996,7 +1090,7 @@ def input_files(values: dict) -> dict[str, Path]:
         raise ParameterError(f"parameter '{name}' of chapter 'aimfair': {msg}; got {values[name]!r}")
 
     out: dict[str, Path] = {}
-    if values.get("dataset") == "celeba":
+    if values.get("dataset") in _FACE_DATASETS:
         for name in ("sd_images", "sd_plain_images"):
             if values.get(name):
                 manifest = Path(values[name]).expanduser().resolve() / sd.MANIFEST

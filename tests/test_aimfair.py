@@ -845,3 +845,133 @@ def test_input_files_are_the_manifests_and_weights_the_run_reads(tmp_path, monke
     fp2 = runner.data_fingerprint("aimfair", v)
     assert fp2["sd_images"] != fp["sd_images"] and fp2["weights"] != fp["weights"]
     assert fp2["sd_plain_images"] == fp["sd_plain_images"]
+
+
+# ------------------------------------------------------------------------------ UTKFace (§4.1)
+# 120 tiny UTKFace files in the release's naming: gender i % 2 (1 = female), White when i // 2 is
+# even (race 0), else race 1-4; 30 images per (gender, White) cell before the loader's 60/20/20 split.
+from test_data_fullscale import make_utkface
+
+
+def _utk_name(i):
+    race = 0 if i // 2 % 2 == 0 else 1 + i // 4 % 4
+    return f"{1 + i}_{i % 2}_{race}_2017{i:013d}.jpg.chip.jpg"
+
+
+def _utk_labels(paths):
+    """(gender, White) of each file, read from its name."""
+    parts = [Path(p).name.split("_") for p in paths]
+    return (np.array([int(p[1]) for p in parts]), np.array([int(p[2] == "0") for p in parts]))
+
+
+@pytest.fixture(scope="module")
+def utk_root(tmp_path_factory):
+    return make_utkface(tmp_path_factory.mktemp("utkface"), [_utk_name(i) for i in range(120)])
+
+
+def test_utkface_setting_biased_train_full_val_balanced_test(utk_root):
+    full = {name: fd.load("utkface", name, root=utk_root, image_size=8) for name in ("train", "val", "test")}
+    assert [len(full[n]) for n in ("train", "val", "test")] == [72, 24, 24]
+    tr_cells = cells_of(full["train"].y, full["train"].groups["race"] == 0)
+    te_cells = cells_of(full["test"].y, full["test"].groups["race"] == 0)
+    assert min(tr_cells[1], tr_cells[2]) >= 9 and min(tr_cells) >= 1 and min(te_cells) >= 2
+
+    st = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    assert set(st) == {"train", "val", "test"}
+    X, y, s = st["train"]
+    assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
+    assert cells_of(y, s) == list(_cell_counts(20, AIM_FAIR_RATIOS)) == [1, 9, 9, 1]
+    np.testing.assert_array_equal(y, X.y)
+    assert set(X.groups) == {"White"} and X.group_names["White"] == ("non-White", "White")
+    assert X.classes == ["Male", "Female"]
+    np.testing.assert_array_equal(s, X.groups["White"])
+    g, w = _utk_labels(X.paths)                    # y = 1 female, s = 1 White, from the file names
+    np.testing.assert_array_equal(y, g)
+    np.testing.assert_array_equal(s, w)
+    assert set(X.paths) <= set(full["train"].paths) and len(set(X.paths)) == 20
+    pos = [list(full["train"].paths).index(p) for p in X.paths]
+    assert (np.diff(pos) > 0).all()                # kept in file order
+    # the draw: cell by cell in CELLS order from default_rng([seed, 2]) on the train split
+    fy, fs = full["train"].y, (full["train"].groups["race"] == 0).astype(int)
+    rng = np.random.default_rng([0, 2])
+    ref = np.sort(np.concatenate([rng.choice(np.flatnonzero((fy == a) & (fs == b)), k, replace=False)
+                                  for (a, b), k in zip(A.CELLS, [1, 9, 9, 1])]))
+    np.testing.assert_array_equal(X.paths, full["train"].paths[ref])
+    # validation: the whole val split
+    Xv, yv, sv = st["val"]
+    np.testing.assert_array_equal(Xv.paths, full["val"].paths)
+    np.testing.assert_array_equal(yv, full["val"].y)
+    np.testing.assert_array_equal(sv, 1 - full["val"].groups["race"])
+    # test: balanced, n_test // 4 per cell, from default_rng([seed, 4]), in file order
+    Xt, yt, st_ = st["test"]
+    assert cells_of(yt, st_) == [2, 2, 2, 2] and len(Xt) == 8
+    np.testing.assert_array_equal(np.stack(_utk_labels(Xt.paths)), np.stack([yt, st_]))
+    fy, fs = full["test"].y, (full["test"].groups["race"] == 0).astype(int)
+    rng = np.random.default_rng([0, 4])
+    ref = np.sort(np.concatenate([rng.choice(np.flatnonzero((fy == a) & (fs == b)), 2, replace=False)
+                                  for a, b in A.CELLS]))
+    np.testing.assert_array_equal(Xt.paths, full["test"].paths[ref])
+    # n_test = 0: the whole test split; other ratios
+    whole = A.utkface_setting(utk_root, n_real=20, n_test=0)["test"]
+    np.testing.assert_array_equal(whole[0].paths, full["test"].paths)
+    assert cells_of(whole[1], whole[2]) == te_cells
+    _, y4, s4 = A.utkface_setting(utk_root, n_real=8, ratios=A.bias_ratios("1:3"), n_test=4)["train"]
+    assert cells_of(y4, s4) == [1, 3, 3, 1]
+    _, yb, sb = A.utkface_setting(utk_root, n_real=8, ratios=A.balanced_ratios(), n_test=4)["train"]
+    assert cells_of(yb, sb) == [2, 2, 2, 2]
+
+
+def test_utkface_setting_is_deterministic_and_seeded(utk_root):
+    a = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    b = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    c = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8, seed=1)
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(a[part][0].paths, b[part][0].paths)
+        np.testing.assert_array_equal(a[part][2], b[part][2])
+    assert list(c["train"][0].paths) != list(a["train"][0].paths)
+    assert list(c["test"][0].paths) != list(a["test"][0].paths)
+    np.testing.assert_array_equal(c["val"][0].paths, a["val"][0].paths)   # the split does not move
+    assert set(c["train"][0].paths).isdisjoint(c["test"][0].paths)
+
+
+def test_utkface_setting_names_the_cell_and_rejects_bad_arguments(utk_root, tmp_path, monkeypatch):
+    full = fd.load("utkface", "test", root=utk_root)
+    small = min(cells_of(full.y, full.groups["race"] == 0))
+    with pytest.raises(ValueError, match=r"utkface_setting: cell \(y=0, s=1\) = \(Male, White\) needs "
+                                         r"45 images for n_real=100.* utkface train split has only \d+"):
+        A.utkface_setting(utk_root, n_real=100)
+    with pytest.raises(ValueError, match=rf"utkface_setting: cell \(y=\d, s=\d\) = \(\w+, [\w-]+\) needs "
+                                         rf"{small + 1} images for a balanced test set of "
+                                         rf"n_test={4 * small + 4}.* utkface test split has only {small}"):
+        A.utkface_setting(utk_root, n_real=8, n_test=4 * small + 4)
+    for kw, msg in [({"n_real": 0}, "n_real got 0"), ({"n_real": True}, "n_real got True"),
+                    ({"n_test": 6}, "n_test got 6; allowed: 0 .* multiple of 4"),
+                    ({"n_test": -4}, "n_test got -4"), ({"n_test": 8.0}, "n_test got 8.0"),
+                    ({"ratios": (0.5, 0.5)}, "ratios got")]:
+        with pytest.raises(ValueError, match="utkface_setting: " + msg):
+            A.utkface_setting(utk_root, **kw)
+    from fairbook.data import DataNotFound
+
+    monkeypatch.delenv("FAIRBOOK_DATA", raising=False)          # no data anywhere: the loader's message
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataNotFound, match="dataset 'utkface' not found"):
+        A.utkface_setting(tmp_path / "nowhere")
+
+
+def test_utkface_gets_the_celeba_checks_and_input_files(tmp_path):
+    from fairbook.params import ParameterError
+
+    v = _celeba(tmp_path, dataset="utkface")
+    A.check_parameters(v)
+    A.check_parameters({"dataset": "utkface"})
+    for kw, msg in [({"sd_images": ""}, "'sd_images'.*dataset='utkface'.*-p sd_images"),
+                    ({"weights": ""}, "'weights'.*dataset='utkface'.*pass -p weights"),
+                    ({"model": "cnn"}, "'model'.*28x28.*dataset='utkface'")]:
+        with pytest.raises(ParameterError, match=msg):
+            A.check_parameters({**v, **kw})
+    files = A.input_files(v)
+    assert files == A.input_files({**v, "dataset": "celeba"})
+    assert set(files) == {"sd_images", "sd_plain_images", "weights"}
+    with pytest.raises(ParameterError, match="'sd_images'"):
+        A.input_files({**v, "sd_images": str(tmp_path / "nowhere")})
