@@ -128,3 +128,25 @@ def test_missing_dataset_stops_the_run_before_any_work(project, tmp_path):
     assert res.returncode == 2
     assert "dataset 'fairface' not found" in res.stderr and str(tmp_path / "nowhere") in res.stderr
     assert _tree(project / "runs") == before
+
+
+def test_path_parameters_become_absolute_before_the_kernel(tmp_path, monkeypatch):
+    """The kernel runs in the run directory: relative file parameters are resolved from the caller's
+    directory first (AIM-Fair's Stable Diffusion layout and checkpoint, every chapter's data_root)."""
+    import torch
+    import torchvision
+
+    from fairbook.generative import sd
+
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / sd.MANIFEST).write_text("file\n")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "w.pt")
+    from test_data_fullscale import make_celeba
+
+    make_celeba(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    _, values, _, _ = runner.prepare("aimfair", "smoke", {"dataset": "celeba", "model": "resnet18", "data_root": "data",
+                                                          "sd_images": "layout", "weights": "w.pt"})
+    assert values["sd_images"] == str(layout.resolve()) and values["weights"] == str((tmp_path / "w.pt").resolve())
+    assert values["data_root"] == str((tmp_path / "data").resolve())
