@@ -3,9 +3,10 @@
 One GCM step (per-group gradients with create_graph=True, the regulariser, double backward) against
 one vanilla step on the paper's Adult model (MLP 120-200-200-1, batch 2000 = 500 per (a, y) cell,
 Adam), both through the engine with group-balanced batches, interleaved repeats in one run.
-Target: a GCM step costs <= 3x a vanilla step. Measured 3.7x-4.3x depending on the machine's load (4.5x
-without the shared per-cell forward in the same run): the exact double backward needs about 2.75x
-the matmul FLOPs of a vanilla step here, on 500-row matmuls that run less efficiently on 2 cores.
+Target: a GCM step costs <= 3x a vanilla step. Measured on an idle machine: 2.6x-3.2x (GCM step about
+24 ms) with fairbook's short OpenMP spin (GOMP_SPINCOUNT=10000, fairbook/__init__.py); 3.7x-4.3x (43 ms)
+with the purely passive wait policy. The exact double backward needs about 2.75x the matmul FLOPs
+of a vanilla step here, on 500-row matmuls that run less efficiently on 2 cores.
 """
 from __future__ import annotations
 
