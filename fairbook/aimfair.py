@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from . import metrics, models, train
 from .data.fullscale import ImageTable
-from .data.images import AIM_FAIR_RATIOS, _cell_counts
+from .data.images import AIM_FAIR_RATIOS, cell_counts, cell_rows
 from .io import progress_enabled
 
 __all__ = [
@@ -816,15 +816,12 @@ def celeba_setting(root, target: str = "Smiling", protected: str = "Male", n_rea
         return X, X.y, X.groups[protected]
 
     X, y, s = split("train")
-    rng, picked = np.random.default_rng([seed, 2]), []
-    for (yv, sv), k in zip(CELLS, _cell_counts(int(n_real), ratios)):
-        rows = np.flatnonzero((y == yv) & (s == sv))
-        if k > len(rows):
-            raise ValueError(f"{where}: cell (y={yv}, s={sv}) = ({target}={yv}, {protected}={sv}) "
-                             f"needs {k} images for n_real={n_real}, ratios={ratios}, but the "
-                             f"CelebA train partition has only {len(rows)}")
-        picked.append(rng.choice(rows, k, replace=False))
-    train_X = X.subset(np.sort(np.concatenate(picked)).astype(np.int64))
+    rows = cell_rows(y, s, cell_counts(int(n_real), ratios), np.random.default_rng([seed, 2]),
+                     lambda c, k, have: ValueError(
+                         f"{where}: cell (y={c[0]}, s={c[1]}) = ({target}={c[0]}, {protected}={c[1]}) "
+                         f"needs {k} images for n_real={n_real}, ratios={ratios}, but the "
+                         f"CelebA train partition has only {have}"))
+    train_X = X.subset(np.sort(rows))
     out = {"train": (train_X, train_X.y, train_X.groups[protected])}
     out.update(val=split("val"), test=split("test"))
     return out
@@ -835,14 +832,10 @@ def _subset_cells(where: str, X: ImageTable, s: np.ndarray, counts, rng, what: s
     """Rows of ``X`` with ``counts[i]`` images of cell ``CELLS[i]`` (labels ``X.y``, ``s``),
     drawn cell by cell without replacement from ``rng`` and kept in file order; raises naming the
     cell (``words(y, s)``) when ``X`` holds too few."""
-    y, picked = X.y, []
-    for (yv, sv), k in zip(CELLS, counts):
-        rows = np.flatnonzero((y == yv) & (s == sv))
-        if k > len(rows):
-            raise ValueError(f"{where}: cell (y={yv}, s={sv}) = ({words(yv, sv)}) needs {k} images "
-                             f"{what}, but the {X.name} {X.split} split has only {len(rows)}")
-        picked.append(rng.choice(rows, int(k), replace=False))
-    return X.subset(np.sort(np.concatenate(picked)).astype(np.int64))
+    rows = cell_rows(X.y, s, counts, rng, lambda c, k, have: ValueError(
+        f"{where}: cell (y={c[0]}, s={c[1]}) = ({words(*c)}) needs {k} images {what}, but the "
+        f"{X.name} {X.split} split has only {have}"))
+    return X.subset(np.sort(rows))
 
 
 def utkface_setting(root, n_real: int = 10000, ratios: Sequence[float] = AIM_FAIR_RATIOS,
@@ -909,7 +902,7 @@ def utkface_setting(root, n_real: int = 10000, ratios: Sequence[float] = AIM_FAI
         return f"{('Male', 'Female')[yv]}, {('non-White', 'White')[sv]}"
 
     X, _, s = split("train")
-    train_X = _subset_cells(where, X, s, _cell_counts(int(n_real), ratios),
+    train_X = _subset_cells(where, X, s, cell_counts(int(n_real), ratios),
                             np.random.default_rng([seed, 2]), f"for n_real={n_real}, ratios={ratios}",
                             words)
     out = {"train": (train_X, train_X.y, train_X.groups["White"]), "val": split("val")}

@@ -11,7 +11,7 @@ from torch import nn
 
 from fairbook import aimfair as A
 from fairbook import train as T
-from fairbook.data.images import AIM_FAIR_RATIOS, _cell_counts
+from fairbook.data.images import AIM_FAIR_RATIOS, cell_counts
 from fairbook.models import MLP, SmallCNN, resnet
 
 
@@ -67,7 +67,7 @@ def test_bias_ratios_match_the_papers_1_to_9_subset_and_table6():
     r = A.bias_ratios(0.1)
     assert r == pytest.approx((0.05, 0.45, 0.45, 0.05))
     assert r == pytest.approx(AIM_FAIR_RATIOS)
-    assert _cell_counts(20_000, r).tolist() == [1000, 9000, 9000, 1000]   # REFERENCE: CelebA counts
+    assert cell_counts(20_000, r).tolist() == [1000, 9000, 9000, 1000]   # REFERENCE: CelebA counts
     assert A.bias_ratios("1:9") == pytest.approx(r)
     assert A.bias_ratios("3:7") == pytest.approx((0.15, 0.35, 0.35, 0.15))
     assert A.bias_ratios(0.5) == A.balanced_ratios() == (0.25, 0.25, 0.25, 0.25)
@@ -599,7 +599,7 @@ def test_celeba_setting_has_exact_cells_is_deterministic_and_keeps_full_val_test
     assert set(st) == {"train", "val", "test"}
     X, y, s = st["train"]
     assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
-    assert cells_of(y, s) == list(_cell_counts(16, AIM_FAIR_RATIOS)) == [1, 7, 7, 1]
+    assert cells_of(y, s) == list(cell_counts(16, AIM_FAIR_RATIOS)) == [1, 7, 7, 1]
     np.testing.assert_array_equal(y, X.y)
     np.testing.assert_array_equal(s, X.groups["Male"])
     i = file_index(X.paths)                       # the labels are those of the files
@@ -880,7 +880,7 @@ def test_utkface_setting_biased_train_full_val_balanced_test(utk_root):
     assert set(st) == {"train", "val", "test"}
     X, y, s = st["train"]
     assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
-    assert cells_of(y, s) == list(_cell_counts(20, AIM_FAIR_RATIOS)) == [1, 9, 9, 1]
+    assert cells_of(y, s) == list(cell_counts(20, AIM_FAIR_RATIOS)) == [1, 9, 9, 1]
     np.testing.assert_array_equal(y, X.y)
     assert set(X.groups) == {"White"} and X.group_names["White"] == ("non-White", "White")
     assert X.classes == ["Male", "Female"]

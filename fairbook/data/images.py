@@ -303,12 +303,31 @@ def inject_gray(ds: Dataset, fraction_color_per_class, seed=0) -> Dataset:
     return _with_color(ds, _render_gray(ds.X, a, hue), ds.y, ds.classes, a, ("gray", "color"))
 
 
-def _cell_counts(n: int, ratios) -> np.ndarray:
+def cell_counts(n: int, ratios) -> np.ndarray:
     """Largest-remainder rounding of n * ratios (sums to n exactly)."""
     raw = n * np.asarray(ratios, float)
     counts = np.floor(raw).astype(int)
     counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
     return counts
+
+
+BINARY_CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def cell_rows(y, a, counts, rng, too_few=None) -> np.ndarray:
+    """Row indices with ``counts[i]`` rows of the (y, a) cell ``BINARY_CELLS[i]``, drawn cell by
+    cell without replacement from ``rng``, in cell order (sort them to keep the data's order).
+
+    ``too_few(cell, k, available)`` builds the exception raised when a cell holds fewer rows than
+    asked (default: a ValueError naming the cell)."""
+    picked = []
+    for (yv, av), k in zip(BINARY_CELLS, counts):
+        rows = np.flatnonzero((y == yv) & (a == av))
+        if k > len(rows):
+            raise (too_few((yv, av), int(k), len(rows)) if too_few else
+                   ValueError(f"cell (y={yv}, a={av}) needs {k} rows but has only {len(rows)}"))
+        picked.append(rng.choice(rows, int(k), replace=False))
+    return np.concatenate(picked).astype(np.int64)
 
 
 def biased_cells(ds: Dataset, group: str, n: int, ratios: Sequence[float] = AIM_FAIR_RATIOS,
@@ -331,14 +350,10 @@ def biased_cells(ds: Dataset, group: str, n: int, ratios: Sequence[float] = AIM_
     a = ds.groups[group]
     if not (np.isin(ds.y, (0, 1)).all() and np.isin(a, (0, 1)).all()):
         raise ValueError(f"{where}: target and group '{group}' must both be binary (0/1)")
-    rng, picked = _rng(seed), []
-    for (yv, av), k in zip(((0, 0), (0, 1), (1, 0), (1, 1)), _cell_counts(n, ratios)):
-        rows = np.flatnonzero((ds.y == yv) & (a == av))
-        if k > len(rows):
-            raise ValueError(f"{where}: cell (y={yv}, {group}={av}) needs {k} rows for n={n}, "
-                             f"ratios={ratios}, but {ds.name} {ds.split} has only {len(rows)}")
-        picked.append(rng.choice(rows, k, replace=False))
-    return ds.subset(np.sort(np.concatenate(picked)))
+    rows = cell_rows(ds.y, a, cell_counts(n, ratios), _rng(seed), lambda c, k, have: ValueError(
+        f"{where}: cell (y={c[0]}, {group}={c[1]}) needs {k} rows for n={n}, ratios={ratios}, but "
+        f"{ds.name} {ds.split} has only {have}"))
+    return ds.subset(np.sort(rows))
 
 
 # ----------------------------------------------------------------------------- loaders
