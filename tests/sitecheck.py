@@ -145,8 +145,8 @@ def check_site(
     mode: str = "file",
     chromium: Path = CHROMIUM,
     timeout_ms: int = 15_000,
-    idle_timeout_ms: int = 5_000,
-    concurrency: int = 4,
+    idle_timeout_ms: int = 20_000,
+    concurrency: int = 2,
     strict: bool = True,
 ) -> dict:
     """Open every page of a built site in headless Chromium and check it.
@@ -154,6 +154,8 @@ def check_site(
     ``pages`` are paths relative to ``html_dir`` (e.g. "intro.html").
     ``mode`` is "file" (file:// URLs) or "http" (127.0.0.1 server thread).
     Up to ``concurrency`` pages are loaded at the same time (one tab each).
+    The defaults leave room for a loaded 2-core CI machine: a 5 s idle wait
+    with 4 tabs once timed out there on a page that is idle in ~0.3 s here.
 
     Returns a dict with per-page facts, all recorded requests, blocked
     requests, problems and timings. With ``strict`` (default) raises
