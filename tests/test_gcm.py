@@ -544,6 +544,22 @@ def test_shared_forward_assembles_the_batch_logits_in_row_order(k):
     torch.testing.assert_close(gcm.gcm_loss(1.0).batch_forward(model, x, y, a.numpy()), model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_shared_forward_takes_cell_by_cell_batches_as_views():
+    """The group samplers' batches come cell by cell: each cell's forward reads a slice of the batch
+    (no gather), and the logits are the whole batch's."""
+    x, y, a = _interleaved(n=40, seed=3)
+    order = torch.argsort(a * 2 + y, stable=True)
+    x, y, a = x[order].contiguous(), y[order], a[order]
+    torch.manual_seed(0)
+    model = models.MLP(5, (6,), 1)
+    seen = []
+    model.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    out = gcm.gcm_loss(1.0).batch_forward(model, x, y, a)
+    starts = [0] + torch.cumsum(torch.bincount(a * 2 + y), 0).tolist()[:-1]
+    assert [t.data_ptr() for t in seen] == [x[s:].data_ptr() for s in starts]
+    torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_shared_forward_gradients_reuse_the_cell_outputs():
     """gradients() after forward() takes no new forward and gives the cells' gradients and the penalty's
     double-backward gradient of separate per-cell passes."""
