@@ -25,6 +25,13 @@ def test_chapter_runs_with_smoke_profile(name, tmp_path, monkeypatch):
         assert (run.path / "figures" / fig).stat().st_size > 1000
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images >= len([f for f in prov["figures"] if f.endswith(".png")])
+    # every number repeats: a second run in a fresh process gives byte-identical result tables
+    monkeypatch.setenv("FAIRBOOK_RUNS", str(tmp_path / "again"))
+    again = runner.run(name, "smoke", force=True, log=lambda m: None)
+    tables = sorted(p.name for p in (run.path / "results").iterdir() if p.name != "_runinfo.json")
+    assert tables == sorted(p.name for p in (again.path / "results").iterdir() if p.name != "_runinfo.json")
+    differ = [t for t in tables if (run.path / "results" / t).read_bytes() != (again.path / "results" / t).read_bytes()]
+    assert not differ, f"{name}: a second smoke run changed {differ}"
 
 
 def test_mime_override_from_the_issue(tmp_path, monkeypatch):
