@@ -7,9 +7,9 @@ median and the min-over-min ratio, and the ratio of matmul FLOPs counted by the 
 Target: a GCM step costs <= 3x a vanilla step. Not reliably met on the 2-core CPU: the exact double
 backward needs 2.72x the matmul FLOPs of a vanilla step (counted), so 3x leaves ~10% for everything
 else (500-row matmuls, the elementwise work of four cells, ReLU's zero second derivative that
-autograd materialises). Measured on an idle machine (session 4): 2.97x-3.49x by median, GCM step
-19-26 ms, vanilla 6.4-7.9 ms; with the purely passive OpenMP wait policy (before fairbook's short
-spin, fairbook/__init__.py) it was 3.7x-4.3x.
+autograd materialises). Measured on an idle machine (session 4, three runs): 3.21x, 3.07x, 3.21x by
+median (GCM step 23.5-24.4 ms, vanilla 7.3-7.9 ms); with the purely passive OpenMP wait policy
+(before fairbook's short spin, fairbook/__init__.py) it was 3.7x-4.3x.
 """
 from __future__ import annotations
 
