@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from . import metrics, models, train
 from .data.fullscale import ImageTable
-from .data.images import AIM_FAIR_RATIOS, cell_counts, cell_rows
+from .data.images import AIM_FAIR_RATIOS, CELLS, cell_counts, cell_rows
 from .io import progress_enabled
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "input_files",
 ]
 
-CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, s) cells in the order used by every ratio tuple
 LEVELS = ("tensor", "element")
 MEASURES = ("abs", "cosine")
 #: keys of :func:`evaluate`; :func:`aggregate` treats every other column except ``seed`` as a setting

@@ -311,17 +311,17 @@ def cell_counts(n: int, ratios) -> np.ndarray:
     return counts
 
 
-BINARY_CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
+CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))  #: (y, a) cells in the order of every ratio tuple and count list
 
 
 def cell_rows(y, a, counts, rng, too_few=None) -> np.ndarray:
-    """Row indices with ``counts[i]`` rows of the (y, a) cell ``BINARY_CELLS[i]``, drawn cell by
+    """Row indices with ``counts[i]`` rows of the (y, a) cell ``CELLS[i]``, drawn cell by
     cell without replacement from ``rng``, in cell order (sort them to keep the data's order).
 
     ``too_few(cell, k, available)`` builds the exception raised when a cell holds fewer rows than
     asked (default: a ValueError naming the cell)."""
     picked = []
-    for (yv, av), k in zip(BINARY_CELLS, counts):
+    for (yv, av), k in zip(CELLS, counts):
         rows = np.flatnonzero((y == yv) & (a == av))
         if k > len(rows):
             raise (too_few((yv, av), int(k), len(rows)) if too_few else
