@@ -4,12 +4,15 @@ One GCM step (per-group gradients with create_graph=True, the regulariser, doubl
 one vanilla step on the paper's Adult model (MLP 120-200-200-1, batch 2000 = 500 per (a, y) cell,
 Adam), both through the engine with group-balanced batches, interleaved repeats in one run; the
 median and the min-over-min ratio, and the ratio of matmul FLOPs counted by the profiler.
-Target: a GCM step costs <= 3x a vanilla step. Not reliably met on the 2-core CPU: the exact double
-backward needs 2.72x the matmul FLOPs of a vanilla step (counted), so 3x leaves ~10% for everything
-else (500-row matmuls, the elementwise work of four cells, ReLU's zero second derivative that
-autograd materialises). Measured on an idle machine (session 4, three runs): 3.21x, 3.07x, 3.21x by
-median (GCM step 23.5-24.4 ms, vanilla 7.3-7.9 ms); with the purely passive OpenMP wait policy
-(before fairbook's short spin, fairbook/__init__.py) it was 3.7x-4.3x.
+Target: a GCM step costs <= 3x a vanilla step. The exact double backward needs 2.72x the matmul
+FLOPs of a vanilla step (counted), so 3x leaves ~10% for everything else. The MLP's tensors are all
+nn.Linear, so the cells' gradients come from one forward and one backward over the whole batch
+(gcm.linear_group_gradients: full-batch matmuls, one batched matmul for the four cells' weight
+gradients) instead of four per-cell passes. Measured on an idle machine (session 5, six runs):
+2.64x-2.89x by median (GCM step 20.9-29.2 ms, vanilla 7.3-11.0 ms; the host's speed varies between
+runs, the ratio much less). Before the Linear path (four per-cell passes): 3.07x-3.29x; with the
+purely passive OpenMP wait policy (before fairbook's short spin, fairbook/__init__.py) 3.7x-4.3x.
+The min-over-min ratio is noisier (one unusually fast vanilla repeat moves it by 0.3).
 """
 from __future__ import annotations
 
@@ -46,7 +49,14 @@ def main(repeats: int = 7) -> dict:
     v, g = statistics.median(vanilla), statistics.median(gcm_t2)
     return {"adult_dims": int(X.shape[1]), "repeats": repeats, "vanilla_step_s": v, "gcm_step_s": g,
             "gcm_over_vanilla": g / v, "gcm_over_vanilla_min": min(gcm_t2) / min(vanilla),
-            "matmul_flops_ratio": matmul_flops(gcm_loss(), X, y, a) / matmul_flops(None, X, y, a)}
+            "matmul_flops_ratio": matmul_flops(gcm_loss(), X, y, a) / matmul_flops(None, X, y, a),
+            "cell_gradients": "one pass over the batch (nn.Linear)" if linear_path(X) else "per-cell passes"}
+
+
+def linear_path(X) -> bool:
+    """Whether GCM takes the cells' gradients from one pass (gcm.linear_group_gradients) on this model."""
+    model = models.MLP(X.shape[1], gcm.ADULT_WIDTHS, 1)
+    return gcm._linear_owners(model, gcm.select_parameters(model)) is not None
 
 
 def matmul_flops(extra_loss, X, y, a, steps: int = 3) -> float:

@@ -7,7 +7,8 @@ sensitive attribute a and the training ``logits``), combined with ``sampler="gro
 (``batch_size/4`` samples of each (a, y) cell per step, the authors' batches) where the paper does so.
 
 * cells and gradients: :func:`make_batch`, :func:`select_parameters`, :func:`layer_parameters`,
-  :func:`group_gradients` (eq. 7, the gradients of the four (a, y) groups);
+  :func:`group_gradients` (eq. 7, the gradients of the four (a, y) groups), and for ``nn.Linear``
+  tensors the same from one pass over the batch, :func:`linear_group_gradients`;
 * group contribution disparity r̂ (eqs. 6, 8, 9): :func:`contribution_disparity`; the variant the
   authors' code logs, :func:`code_disparity`; :class:`DisparityTracker` records both at every iteration;
 * GCM: :func:`group_confidence` (eq. 12), :func:`confidence_weights` (W = c^T),
@@ -251,6 +252,19 @@ class GroupGradients:
     grads: dict[tuple[int, int], tuple[torch.Tensor, ...]]
     sizes: dict[tuple[int, int], int]
     k: int = 2
+    #: Optional: per tensor, the gradients of all cells stacked in :func:`cells` order, shape
+    #: ``(2k, *param.shape)``; ``grads`` then holds views of it (made by :func:`linear_group_gradients`).
+    stacked: tuple[torch.Tensor, ...] | None = None
+
+    def stack(self, who: str = "the penalty") -> tuple[torch.Tensor, ...]:
+        """Per tensor, the gradients of all 2k cells stacked in :func:`cells` order (all cells needed)."""
+        missing = [c for c in cells(self.k) if c not in self.grads]
+        if missing:
+            raise ValueError(f"{who} needs the gradients of all {2 * self.k} (a, y) cells; missing "
+                             f"{', '.join(map(str, missing))}")
+        if self.stacked is not None:
+            return self.stacked
+        return tuple(torch.stack(gs) for gs in zip(*(self.grads[c] for c in cells(self.k))))
 
 
 def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool) -> tuple[torch.Tensor, ...]:
@@ -263,6 +277,67 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor], create_graph: boo
 def _separable(model: nn.Module, batch: Mapping[str, Any]) -> bool:
     """A separate forward per cell gives the same gradients (no batch statistics, inputs at hand)."""
     return "x" in batch and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _linear_owners(model: nn.Module, named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, tuple[nn.Linear, str]] | None:
+    """``name -> (nn.Linear, "weight" | "bias")`` when every selected tensor belongs to an ``nn.Linear``, else None."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name, _ in named:
+        owner, _, attr = name.rpartition(".")
+        m = modules.get(owner)
+        if not isinstance(m, nn.Linear):
+            return None
+        out[name] = (m, attr)
+    return out
+
+
+def linear_group_gradients(named: Sequence[tuple[str, nn.Parameter]], owners: Mapping[str, tuple[nn.Linear, str]],
+                           taps: Mapping[nn.Linear, tuple[torch.Tensor, torch.Tensor]], losses: torch.Tensor,
+                           sizes: Sequence[int], k: int) -> GroupGradients:
+    """The cells' gradients (eq. 7) of ``nn.Linear`` tensors from one forward pass over a batch sorted
+    cell by cell, with ``create_graph=True``.
+
+    ``losses`` are the per-sample losses of the sorted batch, ``sizes`` the 2k cells' row counts in
+    :func:`cells` order, ``taps[m] = (h, z)`` the input and output of each Linear ``z = h Wᵀ + b``.
+    With S = Σ_c L_c (the sum of the cells' mean losses) and no coupling between rows, the row
+    signals δ = ∂S/∂z of one backward are each row's own cell's ∂L_c/∂z, so
+    ``∂L_c/∂W = δ_cᵀ h_c`` and ``∂L_c/∂b = Σ_{i∈c} δ_i`` — the same gradients as a backward per cell,
+    with the forward, the backward and their double backward over the whole batch (a GCM step on the
+    Adult MLP ≈ 15 % faster than four per-cell passes; ``benchmarks/gcm.py``).
+    """
+    n = torch.as_tensor(list(sizes), device=losses.device)
+    S = (losses / n.to(losses.dtype).repeat_interleave(n)).sum()
+    mods = list(dict.fromkeys(m for m, _ in owners.values()))
+    delta = dict(zip(mods, torch.autograd.grad(S, [taps[m][1] for m in mods], create_graph=True)))
+    equal = len(set(sizes)) == 1
+    stacked = []
+    for name, _ in named:
+        m, attr = owners[name]
+        d, h = delta[m], taps[m][0]
+        if equal:  # the group samplers' batches: one batched matmul over the cells
+            d3 = d.reshape(len(sizes), sizes[0], -1)
+            g = d3.sum(1) if attr == "bias" else torch.bmm(d3.transpose(1, 2), h.reshape(len(sizes), sizes[0], -1))
+        else:
+            parts = zip(d.split(list(sizes)), h.split(list(sizes)))
+            g = torch.stack([dc.sum(0) if attr == "bias" else dc.T @ hc for dc, hc in parts])
+        stacked.append(g)
+    grads = {cell: tuple(g[i] for g in stacked) for i, cell in enumerate(cells(k))}
+    return GroupGradients([n for n, _ in named], grads, dict(zip(cells(k), map(int, sizes))), k, tuple(stacked))
+
+
+def _tapped_forward(model: nn.Module, x: torch.Tensor, modules: Sequence[nn.Linear]):
+    """``model(x)`` and each module's ``(input, output)``; None for the taps if a module was not called
+    exactly once on a 2-D input (weight sharing, sequences: the per-cell formula would not hold)."""
+    seen: dict[nn.Linear, list] = {m: [] for m in modules}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: seen[mod].append((inp[0], out))) for m in modules]
+    try:
+        logits = model(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    ok = all(len(v) == 1 and v[0][0].dim() == 2 and v[0][1].dim() == 2 for v in seen.values())
+    return logits, ({m: v[0] for m, v in seen.items()} if ok else None)
 
 
 def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Sequence[str] | None = None,
@@ -295,7 +370,8 @@ def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Seque
         Run the model once more on each cell's rows (``batch["x"]``) instead of slicing the batch's
         logits, as the authors' code does. Same values for models without batch statistics, but
         each cell's backward (and double backward) then touches only its own rows instead of the
-        whole batch: about 1.5x faster for GCM on the Adult MLP (``benchmarks/gcm.py``).
+        whole batch: about 1.5x faster for GCM on the Adult MLP (``benchmarks/gcm.py``). For
+        ``nn.Linear`` tensors, :func:`linear_group_gradients` needs neither (one pass over the batch).
     cell_logits : dict, optional
         The cells' logits from separate forward passes already made (:class:`PerGroupForward`, which
         also gives the engine the batch's logits from them); keys ``(a, y)``.
@@ -323,19 +399,25 @@ def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Seque
 class PerGroupForward:
     """Base of the regularisers that need the gradients of every (a, y) cell with a graph (GCM, direct
     aligning). As the engine's ``extra_loss`` it also supplies the batch's forward
-    (:meth:`batch_forward`, see :func:`fairbook.train.fit`): for a model without batch statistics it runs
-    the model once per cell and assembles the batch's logits from those outputs, so the main loss,
-    the cells' gradients and the double backward share one forward pass (a GCM step on the Adult MLP
-    went from 4.5x to 3.95x a vanilla step, measured in one run). The group samplers' batches come
-    cell by cell, so the cells are slices of the batch (views); other batches are sorted by cell
-    first. Subclasses implement :meth:`penalty`.
+    (:meth:`batch_forward`, see :func:`fairbook.train.fit`), so that the main loss, the cells'
+    gradients and the double backward share it, for models without batch statistics:
+
+    * when every selected tensor belongs to an ``nn.Linear`` (the paper's MLPs), one forward over the
+      batch sorted cell by cell, and the cells' gradients from its row signals
+      (:func:`linear_group_gradients`);
+    * otherwise (e.g. AlexNet, which has no BatchNorm), one forward per cell, the batch's logits
+      assembled from them.
+
+    The group samplers' batches come cell by cell, so the cells are slices of the batch (views);
+    other batches are sorted by cell first. With batch statistics (BatchNorm) the batch is one
+    forward and the cells' gradients slice its logits. Subclasses implement :meth:`penalty`.
     """
 
     lam: float = 0.0
 
     def __init__(self, params: Sequence[str] | None = None, kind: str = "all"):
         self.params, self.kind = params, _check_choice("kind", kind, KINDS)
-        self._cached: tuple[torch.Tensor, dict] | None = None
+        self._cached: tuple | None = None
 
     def batch_forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, groups) -> torch.Tensor:
         self._cached = None
@@ -350,22 +432,36 @@ class PerGroupForward:
         xs, order = x, None
         if not bool((key[1:] >= key[:-1]).all()):  # the group samplers' batches are already cell by cell
             order = torch.argsort(key, stable=True)
-            xs, key = x[order], key[order]
+            xs, key, yl = x[order], key[order], yl[order]
         ids, sizes = torch.unique_consecutive(key, return_counts=True)
-        parts = {divmod(int(c), k): model(xc) for c, xc in zip(ids, torch.split(xs, sizes.tolist()))}
-        logits = torch.cat(list(parts.values()))
+        named = select_parameters(model, self.params, self.kind)
+        owners = _linear_owners(model, named)
+        if owners is not None:
+            logits, taps = _tapped_forward(model, xs, list(dict.fromkeys(m for m, _ in owners.values())))
+            sorted_cells = [divmod(int(c), k) for c in ids]
+            if taps is not None and sorted_cells == cells(n_classes(logits)):
+                self._cached = (x, ("linear", named, owners, taps, logits, yl, sizes.tolist()))
+            # else (a cell is missing, or a Linear ran twice): gradients() takes the general way
+        else:
+            parts = {divmod(int(c), k): model(xc) for c, xc in zip(ids, torch.split(xs, sizes.tolist()))}
+            logits = torch.cat(list(parts.values()))
+            self._cached = (x, ("cells", parts))
         if order is not None:
             logits = logits[torch.argsort(order)]
-        self._cached = (x, parts)
         return logits
 
     def gradients(self, model: nn.Module, batch: Mapping[str, Any]) -> GroupGradients:
-        """The cells' gradients with ``create_graph=True``, from :meth:`batch_forward`'s passes if it made them."""
+        """The cells' gradients with ``create_graph=True``, from :meth:`batch_forward`'s pass(es) if it made them."""
         cached = self._cached
         self._cached = None
         if cached is not None and cached[0] is batch.get("x"):
+            if cached[1][0] == "linear":
+                _, named, owners, taps, logits, y_sorted, sizes = cached[1]
+                _unpack(batch)  # the batch's own checks (labels, groups)
+                return linear_group_gradients(named, owners, taps, sample_losses(logits, y_sorted), sizes,
+                                              n_classes(logits))
             return group_gradients(model, batch, params=self.params, kind=self.kind, create_graph=True,
-                                   cell_logits=cached[1])
+                                   cell_logits=cached[1][1])
         return group_gradients(model, batch, params=self.params, kind=self.kind, create_graph=True,
                                per_group_forward=_separable(model, batch))
 
@@ -566,8 +662,14 @@ def group_confidence(batch: Mapping[str, Any], require_all: bool = True) -> dict
     classes, c is likewise the cell's mean softmax probability of its class y.
     """
     lg, y, a = _unpack(batch)
+    k = n_classes(lg)
     p = true_class_probability(lg.detach(), y)
-    return {cell: p[m].mean() for cell, m in cell_masks(y, a, require_all, n_classes(lg)).items()}
+    key = a * k + y  # the cell's index in cells(k)
+    counts = torch.bincount(key, minlength=2 * k)
+    if bool((counts == 0).any()):
+        cell_masks(y, a, require_all, k)  # raises naming the empty cells if require_all
+    means = torch.bincount(key, weights=p, minlength=2 * k).to(p.dtype) / counts.clamp(min=1)
+    return {cell: means[i] for i, cell in enumerate(cells(k)) if counts[i] > 0}
 
 
 def confidence_weights(confidence: Mapping[tuple[int, int], torch.Tensor], T: float) -> dict[tuple[int, int], torch.Tensor]:
@@ -602,26 +704,15 @@ def gcm_penalty(gg: GroupGradients, weights: Mapping[tuple[int, int], Any] | Non
     ``create_graph=True``.
     """
     _check_choice("form", form, FORMS)
-    total = None
-    for yy, g0, g1 in _cell_pairs(gg, "gcm_penalty"):
-        w0 = 1.0 if weights is None else weights[(0, yy)]
-        w1 = 1.0 if weights is None else weights[(1, yy)]
-        if form == "paper":
-            term = (w0 * g0.abs() - w1 * g1.abs()).abs().sum()
-        else:
-            term = (w0 * g0.pow(2) - w1 * g1.pow(2)).abs().sum()
+    k, total = gg.k, None
+    w = None if weights is None else torch.stack([torch.as_tensor(weights[c]) for c in cells(k)])
+    for G in gg.stack("gcm_penalty"):  # G[i]: cell i of cells(k), a = 0 first
+        m = G.abs() if form == "paper" else G.pow(2)
+        if w is not None:
+            m = w.to(G).reshape(-1, *[1] * (G.dim() - 1)) * m
+        term = (m[:k] - m[k:]).abs().sum()
         total = term if total is None else total + term
     return total
-
-
-def _cell_pairs(gg: GroupGradients, who: str):
-    """(y, g^{A=0,Y=y}, g^{A=1,Y=y}) for every parameter tensor and class y; all cells needed."""
-    for cell in cells(gg.k):
-        if cell not in gg.grads:
-            raise ValueError(f"{who} needs the gradients of all {2 * gg.k} (a, y) cells; missing {cell}")
-    for yy in range(gg.k):
-        for g0, g1 in zip(gg.grads[(0, yy)], gg.grads[(1, yy)]):
-            yield yy, g0, g1
 
 
 class GCMLoss(PerGroupForward):
@@ -758,9 +849,9 @@ def direct_aligning_penalty(gg: GroupGradients, form: str = "abs") -> torch.Tens
     matches the signed gradients, directions included (Fig. 3).
     """
     _check_choice("form", form, ALIGN_FORMS)
-    total = None
-    for _, g0, g1 in _cell_pairs(gg, "direct aligning"):
-        d = g0 - g1
+    k, total = gg.k, None
+    for G in gg.stack("direct aligning"):
+        d = G[:k] - G[k:]  # g^{A=0,Y=y} − g^{A=1,Y=y} for every y
         term = (d.abs() if form == "abs" else d.pow(2)).sum()
         total = term if total is None else total + term
     return total

@@ -524,18 +524,41 @@ def _interleaved(n=40, d=5, k=2, seed=0):
     return torch.randn(n, d, generator=g), y[perm], a[perm]
 
 
+class _Scaled(nn.Module):
+    """An MLP times a learnable scalar: a tensor outside every nn.Linear, so the shared forward takes
+    the per-cell path (one forward per cell) instead of the Linear path (one forward of the batch)."""
+
+    def __init__(self, d, out):
+        super().__init__()
+        self.mlp, self.scale = models.MLP(d, (6,), out), nn.Parameter(torch.tensor(1.3))
+
+    def forward(self, x):
+        return self.mlp(x) * self.scale
+
+
+#: model builder, and the forwards per step of the shared path for 2k cells
+PATHS = {"linear": (lambda d, out: models.MLP(d, (6,), out), lambda cells: 1),
+         "per-cell": (_Scaled, lambda cells: cells)}
+
+
+def _head(model):
+    return model.mlp.head if isinstance(model, _Scaled) else model.head
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_shared_forward_assembles_the_batch_logits_in_row_order(k):
+def test_shared_forward_assembles_the_batch_logits_in_row_order(k, path):
     x, y, a = _interleaved(k=max(k, 2))
     cell_id = a * 10 + y
     assert (cell_id[1:] != cell_id[:-1]).sum() > 2 * (2 * max(k, 2))  # cells are not contiguous
     torch.manual_seed(1)
-    model = models.MLP(5, (6,), k)
-    calls = _counting(model.head)
+    model = PATHS[path][0](5, k)
+    calls = _counting(_head(model))
     for reg in (gcm.gcm_loss(1.0, T=2.0), gcm.direct_aligning_loss(0.5)):
         calls.clear()
         out = reg.batch_forward(model, x, y, a)
-        assert len(calls) == 2 * max(k, 2) and sum(calls) == len(x)  # one forward per cell
+        # one forward of the sorted batch, or one per cell
+        assert len(calls) == PATHS[path][1](2 * max(k, 2)) and sum(calls) == len(x)
         with torch.no_grad():
             ref = model(x)
         assert out.shape == ref.shape and out.requires_grad
@@ -544,36 +567,38 @@ def test_shared_forward_assembles_the_batch_logits_in_row_order(k):
     torch.testing.assert_close(gcm.gcm_loss(1.0).batch_forward(model, x, y, a.numpy()), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_shared_forward_takes_cell_by_cell_batches_as_views():
-    """The group samplers' batches come cell by cell: each cell's forward reads a slice of the batch
-    (no gather), and the logits are the whole batch's."""
+@pytest.mark.parametrize("path", PATHS)
+def test_shared_forward_takes_cell_by_cell_batches_as_views(path):
+    """The group samplers' batches come cell by cell: the forward reads the batch itself (Linear path)
+    or each cell's slice of it (per-cell path), no gather; the logits are the whole batch's."""
     x, y, a = _interleaved(n=40, seed=3)
     order = torch.argsort(a * 2 + y, stable=True)
     x, y, a = x[order].contiguous(), y[order], a[order]
     torch.manual_seed(0)
-    model = models.MLP(5, (6,), 1)
+    model = PATHS[path][0](5, 1)
     seen = []
     model.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
     out = gcm.gcm_loss(1.0).batch_forward(model, x, y, a)
     starts = [0] + torch.cumsum(torch.bincount(a * 2 + y), 0).tolist()[:-1]
-    assert [t.data_ptr() for t in seen] == [x[s:].data_ptr() for s in starts]
+    assert [t.data_ptr() for t in seen] == [x[s:].data_ptr() for s in starts[:PATHS[path][1](4)]]
     torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_shared_forward_gradients_reuse_the_cell_outputs():
+@pytest.mark.parametrize("path", PATHS)
+def test_shared_forward_gradients_reuse_the_cell_outputs(path):
     """gradients() after forward() takes no new forward and gives the cells' gradients and the penalty's
     double-backward gradient of separate per-cell passes."""
     x, y, a = _interleaved(n=48, seed=2)
     torch.manual_seed(0)
-    model = models.MLP(5, (6,), 1)
-    calls = _counting(model.head)
+    model = PATHS[path][0](5, 1)
+    calls = _counting(_head(model))
     for reg, penalty in ((gcm.gcm_loss(1.3, T=2.0, form="squared"), None),
                          (gcm.direct_aligning_loss(0.7, form="abs"), gcm.direct_aligning_penalty)):
         calls.clear()
         logits = reg.batch_forward(model, x, y, a)
         batch = {"x": x, "y": y, "ids": torch.arange(len(x)), "groups": a, "logits": logits}
         term = reg(model, batch)
-        assert len(calls) == 4  # the four cell forwards only
+        assert len(calls) == PATHS[path][1](4)  # the shared forward only
         assert reg._cached is None  # consumed
         d_shared = torch.autograd.grad(term, list(model.parameters()))
         calls.clear()
@@ -591,53 +616,154 @@ def test_shared_forward_gradients_reuse_the_cell_outputs():
     assert reg(model, other).item() == pytest.approx(gcm.gcm_loss(1.0)(model, other).item(), rel=1e-6)
 
 
-def _fit_params(extra, X, y, a, out=1, loss="bce", steps=3, optim=None, batch_size=16, sampler="group_balanced"):
+def _sorted_cells(x, y, a, k=2):
+    order = torch.argsort(a * k + y, stable=True)
+    return x[order].contiguous(), y[order], a[order]
+
+
+@pytest.mark.parametrize("equal", [True, False])
+@pytest.mark.parametrize("out", [1, 2, 3])
+def test_linear_group_gradients_equal_one_backward_per_cell(out, equal):
+    """δ_cᵀh_c from one backward of the batch = autograd's gradient of each cell's mean loss, for equal
+    cells (one bmm) and unequal ones, one logit, two and three softmax outputs; and the penalty's
+    double backward through them is the per-cell one."""
+    k = max(out, 2)
+    g = torch.Generator().manual_seed(out)
+    sizes = [5] * (2 * k) if equal else [3 + i for i in range(2 * k)]
+    cell_ids = torch.repeat_interleave(torch.arange(2 * k), torch.tensor(sizes))
+    a, y = cell_ids // k, cell_ids % k
+    x = torch.randn(len(a), 4, generator=g)
     torch.manual_seed(0)
-    model = models.MLP(X.shape[1], (6,), out)
-    calls = _counting(model.head)
+    model = models.MLP(4, (6, 5), out)
+    named = gcm.select_parameters(model)
+    owners = gcm._linear_owners(model, named)
+    logits, taps = gcm._tapped_forward(model, x, list(dict.fromkeys(m for m, _ in owners.values())))
+    fast = gcm.linear_group_gradients(named, owners, taps, gcm.sample_losses(logits, y), sizes, k)
+    ref = gcm.group_gradients(model, gcm.make_batch(model, x, y, a), create_graph=True, per_group_forward=True)
+    assert fast.names == ref.names and fast.sizes == ref.sizes and list(fast.grads) == gcm.cells(k)
+    for cell in gcm.cells(k):
+        for u, v in zip(fast.grads[cell], ref.grads[cell]):
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+    for form in gcm.FORMS:
+        d_fast = torch.autograd.grad(gcm.gcm_penalty(fast, form=form), list(model.parameters()), retain_graph=True)
+        d_ref = torch.autograd.grad(gcm.gcm_penalty(ref, form=form), list(model.parameters()), retain_graph=True)
+        for u, v in zip(d_fast, d_ref):
+            torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+
+
+def test_linear_path_with_a_restriction_and_other_parameters():
+    """Restricted to Linear tensors (the head's bias), a model with a tensor outside every Linear takes
+    the Linear path too (one forward), with the per-cell gradients and penalty gradient."""
+    x, y, a = _sorted_cells(*_interleaved(n=40, seed=6))
+    torch.manual_seed(0)
+    model = _Scaled(5, 1)
+    calls = _counting(model.mlp.head)
+    for params, kind in ((["mlp.head"], "bias"), (["mlp.body.1", "mlp.head"], "weight")):
+        reg = gcm.gcm_loss(1.0, T=2.0, params=params, kind=kind)
+        calls.clear()
+        logits = reg.batch_forward(model, x, y, a)
+        assert calls == [40] and reg._cached[1][0] == "linear"
+        term = reg(model, {"x": x, "y": y, "groups": a, "logits": logits})
+        ref = gcm.gcm_loss(1.0, T=2.0, params=params, kind=kind)(model, gcm.make_batch(model, x, y, a))
+        assert term.item() == pytest.approx(ref.item(), rel=1e-5)
+        for u, v in zip(torch.autograd.grad(term, list(model.parameters()), allow_unused=True),
+                        torch.autograd.grad(ref, list(model.parameters()), allow_unused=True)):
+            assert (u is None) == (v is None)
+            if u is not None:
+                torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+    # a tensor outside every Linear selected: the per-cell path
+    reg = gcm.gcm_loss(1.0)
+    calls.clear()
+    reg.batch_forward(model, x, y, a)
+    assert len(calls) == 4 and reg._cached[1][0] == "cells"
+
+
+class _Tied(nn.Module):
+    """One Linear applied twice (weight sharing): the per-cell formula δ_cᵀh_c does not hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.head = nn.Linear(5, 5), nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.lin(torch.relu(self.lin(x)))))
+
+
+def test_linear_path_falls_back_when_a_linear_is_called_twice():
+    x, y, a = _sorted_cells(*_interleaved(n=40, seed=7))
+    torch.manual_seed(0)
+    model = _Tied()
+    reg = gcm.gcm_loss(1.0, T=2.0, form="squared")
+    logits = reg.batch_forward(model, x, y, a)
+    assert reg._cached is None  # the taps are unusable: the cells' gradients come another way
+    term = reg(model, {"x": x, "y": y, "groups": a, "logits": logits})
+    ref = gcm.gcm_loss(1.0, T=2.0, form="squared")(model, gcm.make_batch(model, x, y, a))
+    assert term.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_group_gradients_stack_orders_the_cells_and_needs_them_all():
+    gg = _gg(HAND)
+    w, b = gg.stack()
+    assert w.shape == (4, 2) and b.shape == (4, 1)
+    for i, cell in enumerate(gcm.CELLS):
+        assert torch.equal(w[i], gg.grads[cell][0]) and torch.equal(b[i], gg.grads[cell][1])
+    part = gcm.GroupGradients(gg.names, {c: v for c, v in gg.grads.items() if c != (1, 0)}, gg.sizes)
+    with pytest.raises(ValueError, match=r"all 4 \(a, y\) cells; missing \(1, 0\)"):
+        part.stack("gcm_penalty")
+
+
+def _fit_params(extra, X, y, a, out=1, loss="bce", steps=3, optim=None, batch_size=16, sampler="group_balanced",
+                path="linear"):
+    torch.manual_seed(0)
+    model = PATHS[path][0](X.shape[1], out)
+    calls = _counting(_head(model))
     res = train.fit(model, X, y, epochs=1, steps_per_epoch=steps, batch_size=batch_size, loss=loss,
                     sampler=sampler, groups=a, select=None, extra_loss=extra,
                     optim=optim or train.Optim("sgd", lr=0.1))
     return [p.detach().clone() for p in model.parameters()], res.history, len(calls)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("T", [0.0, 2.0])
 @pytest.mark.parametrize("form", gcm.FORMS)
-def test_fit_with_shared_forward_equals_separate_forwards_gcm(form, T):
-    """gcm_loss (engine takes its per-cell logits) and a bare function around gcm_loss (engine's model(x), GCM's own
-    per-cell passes) train to the same parameters; the shared form does 4 forwards a step, not 5."""
+def test_fit_with_shared_forward_equals_separate_forwards_gcm(form, T, path):
+    """gcm_loss (engine takes its batch logits from the shared forward) and a bare function around
+    gcm_loss (engine's model(x), GCM's own per-cell passes) train to the same parameters; the shared
+    form does 1 forward a step (Linear path) or 4 (per-cell path), not 5."""
     X, y, a = _biased(n=200, d=4, seed=11)
-    p_shared, h_shared, n_shared = _fit_params(gcm.gcm_loss(1.0, T=T, form=form), X, y, a)
-    p_sep, h_sep, n_sep = _fit_params(_plain(gcm.gcm_loss(1.0, T=T, form=form)), X, y, a)
-    p_van, _, _ = _fit_params(None, X, y, a)
-    assert (n_shared, n_sep) == (3 * 4, 3 * 5)
+    p_shared, h_shared, n_shared = _fit_params(gcm.gcm_loss(1.0, T=T, form=form), X, y, a, path=path)
+    p_sep, h_sep, n_sep = _fit_params(_plain(gcm.gcm_loss(1.0, T=T, form=form)), X, y, a, path=path)
+    p_van, _, _ = _fit_params(None, X, y, a, path=path)
+    assert (n_shared, n_sep) == (3 * PATHS[path][1](4), 3 * 5)
     for u, v in zip(p_shared, p_sep):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
     assert h_shared["train_loss"].iloc[0] == pytest.approx(h_sep["train_loss"].iloc[0], rel=1e-5)
     assert max(float((u - v).abs().max()) for u, v in zip(p_shared, p_van)) > 1e-3  # the term acts
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("form", gcm.ALIGN_FORMS)
-def test_fit_with_shared_forward_equals_separate_forwards_direct(form):
+def test_fit_with_shared_forward_equals_separate_forwards_direct(form, path):
     X, y, a = _biased(n=200, d=4, seed=13)
-    p_shared, _, n_shared = _fit_params(gcm.direct_aligning_loss(2.0, form=form), X, y, a)
-    p_sep, _, n_sep = _fit_params(_plain(gcm.direct_aligning_loss(2.0, form=form)), X, y, a)
-    p_van, _, _ = _fit_params(None, X, y, a)
-    assert (n_shared, n_sep) == (3 * 4, 3 * 5)
+    p_shared, _, n_shared = _fit_params(gcm.direct_aligning_loss(2.0, form=form), X, y, a, path=path)
+    p_sep, _, n_sep = _fit_params(_plain(gcm.direct_aligning_loss(2.0, form=form)), X, y, a, path=path)
+    p_van, _, _ = _fit_params(None, X, y, a, path=path)
+    assert (n_shared, n_sep) == (3 * PATHS[path][1](4), 3 * 5)
     for u, v in zip(p_shared, p_sep):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
     assert max(float((u - v).abs().max()) for u, v in zip(p_shared, p_van)) > 1e-3
 
 
-def test_fit_with_shared_forward_equals_separate_forwards_shuffled_batches():
-    """Group-balanced batches come cell by cell; shuffled ones interleave the cells, so the engine's
-    loss only matches if the assembled logits are in the batch's row order."""
+@pytest.mark.parametrize("path", PATHS)
+def test_fit_with_shared_forward_equals_separate_forwards_shuffled_batches(path):
+    """Group-balanced batches come cell by cell; shuffled ones interleave the cells (of unequal
+    sizes), so the engine's loss only matches if the logits are put back in the batch's row order."""
     X, y, a = _biased(n=200, d=4, seed=11)
-    kw = dict(batch_size=100, steps=2, sampler="shuffle")
+    kw = dict(batch_size=100, steps=2, sampler="shuffle", path=path)
     for make in (lambda: gcm.gcm_loss(1.0, T=2.0, form="paper"), lambda: gcm.direct_aligning_loss(2.0)):
         p_shared, h_shared, n_shared = _fit_params(make(), X, y, a, **kw)
         p_sep, h_sep, n_sep = _fit_params(_plain(make()), X, y, a, **kw)
-        assert (n_shared, n_sep) == (2 * 4, 2 * 5)
+        assert (n_shared, n_sep) == (2 * PATHS[path][1](4), 2 * 5)
         for u, v in zip(p_shared, p_sep):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
         assert h_shared["train_loss"].iloc[0] == pytest.approx(h_sep["train_loss"].iloc[0], rel=1e-5)
@@ -653,13 +779,14 @@ def test_fit_with_shared_forward_two_softmax_outputs():
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("form", gcm.FORMS)
-def test_fit_with_shared_forward_equals_separate_forwards_three_classes(form):
+def test_fit_with_shared_forward_equals_separate_forwards_three_classes(form, path):
     X, y, a = _three_class(n=240, seed=3)
-    kw = dict(out=3, loss="ce", batch_size=18, optim=train.Optim("adam", lr=1e-2))
+    kw = dict(out=3, loss="ce", batch_size=18, optim=train.Optim("adam", lr=1e-2), path=path)
     p_shared, _, n_shared = _fit_params(gcm.gcm_loss(1.0, T=2.0, form=form), X, y, a, **kw)
     p_sep, _, n_sep = _fit_params(_plain(gcm.gcm_loss(1.0, T=2.0, form=form)), X, y, a, **kw)
-    assert (n_shared, n_sep) == (3 * 6, 3 * 7)
+    assert (n_shared, n_sep) == (3 * PATHS[path][1](6), 3 * 7)
     for u, v in zip(p_shared, p_sep):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
 
