@@ -30,6 +30,7 @@ metrics stay binary. The metrics themselves live in
 """
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -262,8 +263,9 @@ class GroupGradients:
         if missing:
             raise ValueError(f"{who} needs the gradients of all {2 * self.k} (a, y) cells; missing "
                              f"{', '.join(map(str, missing))}")
-        if self.stacked is not None:
-            return self.stacked
+        if self.stacked is not None and all(g._base is t for c in cells(self.k)
+                                            for g, t in zip(self.grads[c], self.stacked)):
+            return self.stacked  # grads still holds its views (not replaced since)
         return tuple(torch.stack(gs) for gs in zip(*(self.grads[c] for c in cells(self.k))))
 
 
@@ -280,13 +282,16 @@ def _separable(model: nn.Module, batch: Mapping[str, Any]) -> bool:
 
 
 def _linear_owners(model: nn.Module, named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, tuple[nn.Linear, str]] | None:
-    """``name -> (nn.Linear, "weight" | "bias")`` when every selected tensor belongs to an ``nn.Linear``, else None."""
+    """``name -> (nn.Linear, "weight" | "bias")`` when every selected tensor is the own ``weight`` or
+    ``bias`` of one ``nn.Linear`` (not shared with another module, not a reparametrisation), else None."""
     modules = dict(model.named_modules())
+    uses = collections.Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     out = {}
-    for name, _ in named:
+    for name, p in named:
         owner, _, attr = name.rpartition(".")
         m = modules.get(owner)
-        if not isinstance(m, nn.Linear):
+        if not (isinstance(m, nn.Linear) and attr in ("weight", "bias") and getattr(m, attr) is p
+                and uses[id(p)] == 1):
             return None
         out[name] = (m, attr)
     return out
@@ -304,7 +309,9 @@ def linear_group_gradients(named: Sequence[tuple[str, nn.Parameter]], owners: Ma
     signals δ = ∂S/∂z of one backward are each row's own cell's ∂L_c/∂z, so
     ``∂L_c/∂W = δ_cᵀ h_c`` and ``∂L_c/∂b = Σ_{i∈c} δ_i`` — the same gradients as a backward per cell,
     with the forward, the backward and their double backward over the whole batch (a GCM step on the
-    Adult MLP ≈ 15 % faster than four per-cell passes; ``benchmarks/gcm.py``).
+    Adult MLP about 13 % faster than with four per-cell passes; ``benchmarks/gcm.py``). The taps come
+    from :func:`_tapped_forward`, which refuses the cases where this does not hold; the tensors must
+    not also be used outside their module's forward.
     """
     n = torch.as_tensor(list(sizes), device=losses.device)
     S = (losses / n.to(losses.dtype).repeat_interleave(n)).sum()
@@ -327,17 +334,25 @@ def linear_group_gradients(named: Sequence[tuple[str, nn.Parameter]], owners: Ma
 
 
 def _tapped_forward(model: nn.Module, x: torch.Tensor, modules: Sequence[nn.Linear]):
-    """``model(x)`` and each module's ``(input, output)``; None for the taps if a module was not called
-    exactly once on a 2-D input (weight sharing, sequences: the per-cell formula would not hold)."""
+    """``model(x)`` and each module's ``(input, output)``; None for the taps unless every module ran
+    exactly once, row for row on the batch (``(len(x), d)`` in and out: no weight sharing, no
+    flattened sequences) and neither its input nor its output was changed in place afterwards
+    (``ReLU(inplace=True)``): only then is δ_cᵀh_c the cell's gradient."""
     seen: dict[nn.Linear, list] = {m: [] for m in modules}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: seen[mod].append((inp[0], out))) for m in modules]
+
+    def tap(mod, inp, out):
+        seen[mod].append((inp[0], out, inp[0]._version, out._version))
+
+    hooks = [m.register_forward_hook(tap) for m in modules]
     try:
         logits = model(x)
     finally:
         for hk in hooks:
             hk.remove()
-    ok = all(len(v) == 1 and v[0][0].dim() == 2 and v[0][1].dim() == 2 for v in seen.values())
-    return logits, ({m: v[0] for m, v in seen.items()} if ok else None)
+    n = len(x)
+    ok = all(len(v) == 1 and v[0][0].dim() == 2 and v[0][1].dim() == 2 and len(v[0][0]) == len(v[0][1]) == n
+             and (v[0][0]._version, v[0][1]._version) == v[0][2:] for v in seen.values())
+    return logits, ({m: v[0][:2] for m, v in seen.items()} if ok else None)
 
 
 def group_gradients(model: nn.Module, batch: Mapping[str, Any], *, params: Sequence[str] | None = None,
@@ -705,11 +720,13 @@ def gcm_penalty(gg: GroupGradients, weights: Mapping[tuple[int, int], Any] | Non
     """
     _check_choice("form", form, FORMS)
     k, total = gg.k, None
-    w = None if weights is None else torch.stack([torch.as_tensor(weights[c]) for c in cells(k)])
+    w = None
     for G in gg.stack("gcm_penalty"):  # G[i]: cell i of cells(k), a = 0 first
         m = G.abs() if form == "paper" else G.pow(2)
-        if w is not None:
-            m = w.to(G).reshape(-1, *[1] * (G.dim() - 1)) * m
+        if weights is not None:
+            if w is None:
+                w = torch.stack([torch.as_tensor(weights[c], dtype=G.dtype, device=G.device) for c in cells(k)])
+            m = w.reshape(-1, *[1] * (G.dim() - 1)) * m
         term = (m[:k] - m[k:]).abs().sum()
         total = term if total is None else total + term
     return total

@@ -689,16 +689,97 @@ class _Tied(nn.Module):
         return self.head(torch.relu(self.lin(torch.relu(self.lin(x)))))
 
 
-def test_linear_path_falls_back_when_a_linear_is_called_twice():
-    x, y, a = _sorted_cells(*_interleaved(n=40, seed=7))
+class _SharedWeight(nn.Module):
+    """Two Linear modules with one weight tensor (it is listed once, under the first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(5, 5), nn.Linear(5, 5), nn.Linear(5, 1)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.head(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+class _Rows(nn.Module):
+    """A Linear on the flattened rows of a (n, 3, 5) input: 3n rows, not the batch's n."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.head = nn.Linear(5, 2), nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.lin(x.reshape(-1, 5))).reshape(len(x), -1))
+
+
+class _Residual(nn.Module):
+    """The Linear's output changed in place (``z += x``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.head = nn.Linear(5, 5), nn.Linear(5, 1)
+
+    def forward(self, x):
+        z = self.lin(x)
+        z += x
+        return self.head(torch.relu(z))
+
+
+def _weight_normed():
+    model = models.MLP(5, (6,), 1)
+    torch.nn.utils.parametrizations.weight_norm(model.head)
+    return model
+
+
+#: models on which δ_cᵀh_c from one pass is not the cells' gradient, and the input shape
+NOT_LINEAR_PATH = {
+    "called twice": (_Tied, (5,)),
+    "weight shared by two Linears": (_SharedWeight, (5,)),
+    "in-place ReLU on the output": (lambda: nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 1)),
+                                    (5,)),
+    "in-place residual add": (_Residual, (5,)),
+    "flattened rows": (_Rows, (3, 5)),
+    "weight norm": (_weight_normed, (5,)),
+}
+
+
+@pytest.mark.parametrize("case", NOT_LINEAR_PATH)
+def test_linear_path_falls_back_when_its_formula_does_not_hold(case):
+    build, shape = NOT_LINEAR_PATH[case]
+    _, y, a = _sorted_cells(*_interleaved(n=40, seed=7))
+    x = torch.randn(40, *shape, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(0)
-    model = _Tied()
+    model = build()
     reg = gcm.gcm_loss(1.0, T=2.0, form="squared")
     logits = reg.batch_forward(model, x, y, a)
-    assert reg._cached is None  # the taps are unusable: the cells' gradients come another way
-    term = reg(model, {"x": x, "y": y, "groups": a, "logits": logits})
-    ref = gcm.gcm_loss(1.0, T=2.0, form="squared")(model, gcm.make_batch(model, x, y, a))
-    assert term.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert reg._cached is None or reg._cached[1][0] == "cells"
+    batch = {"x": x, "y": y, "groups": a, "logits": logits}
+    gg = reg.gradients(model, batch)
+    ref = gcm.group_gradients(model, gcm.make_batch(model, x, y, a), create_graph=True, per_group_forward=True)
+    for cell in gcm.CELLS:
+        for u, v in zip(gg.grads[cell], ref.grads[cell]):
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+    reg.batch_forward(model, x, y, a)
+    term = reg(model, batch | {"logits": logits})
+    assert term.item() == pytest.approx(gcm.gcm_loss(1.0, T=2.0, form="squared")(model, gcm.make_batch(
+        model, x, y, a)).item(), rel=1e-5)
+
+
+def test_linear_path_with_dropout_in_train_mode_uses_the_batch_masks():
+    """Dropout after a Linear (train mode): the Linear path's cell gradients are those of the batch's
+    own forward, the same dropout masks as the loss (autograd per cell through the shared graph)."""
+    x, y, a = _sorted_cells(*_interleaved(n=40, seed=8))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1)).train()
+    reg = gcm.gcm_loss(1.0)
+    logits = reg.batch_forward(model, x, y, a)
+    assert reg._cached[1][0] == "linear"
+    batch = {"x": x, "y": y, "groups": a, "logits": logits}
+    fast = reg.gradients(model, batch)
+    ref = gcm.group_gradients(model, batch, create_graph=True)  # one autograd.grad per cell, same graph
+    for cell in gcm.CELLS:
+        for u, v in zip(fast.grads[cell], ref.grads[cell]):
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
 
 
 def test_group_gradients_stack_orders_the_cells_and_needs_them_all():
@@ -707,6 +788,13 @@ def test_group_gradients_stack_orders_the_cells_and_needs_them_all():
     assert w.shape == (4, 2) and b.shape == (4, 1)
     for i, cell in enumerate(gcm.CELLS):
         assert torch.equal(w[i], gg.grads[cell][0]) and torch.equal(b[i], gg.grads[cell][1])
+    # a stacked copy is used only while grads still holds its views
+    fast = gcm.GroupGradients(gg.names, {c: (w[i], b[i]) for i, c in enumerate(gcm.CELLS)}, gg.sizes,
+                              stacked=(w, b))
+    assert fast.stack()[0] is w
+    fast.grads[(0, 1)] = (torch.ones(2), torch.ones(1))
+    w2, _ = fast.stack()
+    assert w2 is not w and torch.equal(w2[1], torch.ones(2)) and torch.equal(w2[0], w[0])
     part = gcm.GroupGradients(gg.names, {c: v for c, v in gg.grads.items() if c != (1, 0)}, gg.sizes)
     with pytest.raises(ValueError, match=r"all 4 \(a, y\) cells; missing \(1, 0\)"):
         part.stack("gcm_penalty")
