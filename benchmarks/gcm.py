@@ -8,9 +8,9 @@ Target: a GCM step costs <= 3x a vanilla step. The exact double backward needs 2
 FLOPs of a vanilla step (counted), so 3x leaves ~10% for everything else. The MLP's tensors are all
 nn.Linear, so the cells' gradients come from one forward and one backward over the whole batch
 (gcm.linear_group_gradients: full-batch matmuls, one batched matmul for the four cells' weight
-gradients) instead of four per-cell passes. Measured on an idle machine (session 5, six runs):
-2.64x-2.89x by median (GCM step 20.9-29.2 ms, vanilla 7.3-11.0 ms; the host's speed varies between
-runs, the ratio much less). Before the Linear path (four per-cell passes): 3.07x-3.29x; with the
+gradients) instead of four per-cell passes. Measured on an idle machine over 15 runs in two
+sessions: 2.64x-2.94x by median (GCM step 18.5-29.2 ms, vanilla 6.4-11.0 ms; the host's speed varies
+between runs, the ratio less; on the faster days the fixed per-step costs weigh more). Before the Linear path (four per-cell passes): 3.07x-3.29x; with the
 purely passive OpenMP wait policy (before fairbook's short spin, fairbook/__init__.py) 3.7x-4.3x.
 The min-over-min ratio is noisier (one unusually fast vanilla repeat moves it by 0.3).
 """
