@@ -8,11 +8,12 @@ Target: a GCM step costs <= 3x a vanilla step. The exact double backward needs 2
 FLOPs of a vanilla step (counted), so 3x leaves ~10% for everything else. The MLP's tensors are all
 nn.Linear, so the cells' gradients come from one forward and one backward over the whole batch
 (gcm.linear_group_gradients: full-batch matmuls, one batched matmul for the four cells' weight
-gradients) instead of four per-cell passes. Measured on an idle machine over 15 runs in two
-sessions: 2.64x-2.94x by median (GCM step 18.5-29.2 ms, vanilla 6.4-11.0 ms; the host's speed varies
-between runs, the ratio less; on the faster days the fixed per-step costs weigh more). Before the Linear path (four per-cell passes): 3.07x-3.29x; with the
-purely passive OpenMP wait policy (before fairbook's short spin, fairbook/__init__.py) 3.7x-4.3x.
-The min-over-min ratio is noisier (one unusually fast vanilla repeat moves it by 0.3).
+gradients) instead of four per-cell passes. Measured on an idle machine over 22 runs in two
+sessions: 2.64x-2.97x by median (GCM step 18.5-29.2 ms, vanilla 6.4-11.0 ms; the host's speed
+varies between runs, the ratio less; on the faster days the fixed per-step costs weigh more).
+Before the Linear path (four per-cell passes): 3.07x-3.29x; with the purely passive OpenMP wait
+policy (before fairbook's short spin, fairbook/__init__.py) 3.7x-4.3x. The min-over-min ratio is
+noisier (one unusually fast vanilla repeat moves it by 0.3).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from fairbook import data, gcm, models, train  # noqa: E402
 
 
 def step_seconds(extra_loss, X, y, a, steps: int = 30) -> float:
-    model = train.seeded(lambda: models.MLP(X.shape[1], gcm.ADULT_WIDTHS, 1), 0)
+    model = train.seeded(lambda: adult_mlp(X), 0)
     t = time.perf_counter()
     train.fit(model, X, y, epochs=1, steps_per_epoch=steps, batch_size=2000, sampler="group_balanced",
               groups=a, optim=train.Optim("adam", lr=1e-3), loss="bce", select=None, extra_loss=extra_loss)
@@ -53,9 +54,13 @@ def main(repeats: int = 7) -> dict:
             "cell_gradients": "one pass over the batch (nn.Linear)" if linear_path(X) else "per-cell passes"}
 
 
+def adult_mlp(X):
+    return models.MLP(X.shape[1], gcm.ADULT_WIDTHS, 1)
+
+
 def linear_path(X) -> bool:
     """Whether GCM takes the cells' gradients from one pass (gcm.linear_group_gradients) on this model."""
-    model = models.MLP(X.shape[1], gcm.ADULT_WIDTHS, 1)
+    model = adult_mlp(X)
     return gcm._linear_owners(model, gcm.select_parameters(model)) is not None
 
 

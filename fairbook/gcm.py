@@ -6,8 +6,8 @@ Everything trains through the one engine, :func:`fairbook.train.fit`: a method i
 sensitive attribute a and the training ``logits``), combined with ``sampler="group_balanced"``
 (``batch_size/4`` samples of each (a, y) cell per step, the authors' batches) where the paper does so.
 
-* cells and gradients: :func:`make_batch`, :func:`select_parameters`, :func:`layer_parameters`,
-  :func:`group_gradients` (eq. 7, the gradients of the four (a, y) groups), and for ``nn.Linear``
+* cells and gradients: :func:`cells`, :func:`cell_index`, :func:`make_batch`, :func:`select_parameters`,
+  :func:`layer_parameters`, :func:`group_gradients` (eq. 7, the gradients of the four (a, y) groups), and for ``nn.Linear``
   tensors the same from one pass over the batch, :func:`linear_group_gradients`;
 * group contribution disparity r̂ (eqs. 6, 8, 9): :func:`contribution_disparity`; the variant the
   authors' code logs, :func:`code_disparity`; :class:`DisparityTracker` records both at every iteration;
@@ -161,6 +161,11 @@ def cells(k: int = 2) -> list[tuple[int, int]]:
     return [(ai, yi) for ai in (0, 1) for yi in range(k)]
 
 
+def cell_index(y: torch.Tensor, a: torch.Tensor, k: int = 2) -> torch.Tensor:
+    """Each sample's cell as its position in :func:`cells` (k): ``a·k + y``."""
+    return a * k + y
+
+
 def cell_masks(y: torch.Tensor, a: torch.Tensor, require_all: bool = True,
                k: int = 2) -> dict[tuple[int, int], torch.Tensor]:
     """Boolean masks of the (a, y) cells Z_00, Z_01, Z_10, Z_11 (keys ``(a, y)``; 2K cells for K classes).
@@ -281,7 +286,8 @@ def _separable(model: nn.Module, batch: Mapping[str, Any]) -> bool:
     return "x" in batch and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _linear_owners(model: nn.Module, named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, tuple[nn.Linear, str]] | None:
+def _linear_owners(model: nn.Module,
+                   named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, tuple[nn.Linear, str]] | None:
     """``name -> (nn.Linear, "weight" | "bias")`` when every selected tensor is the own ``weight`` or
     ``bias`` of one ``nn.Linear`` (not shared with another module, not a reparametrisation), else None."""
     modules = dict(model.named_modules())
@@ -315,8 +321,7 @@ def linear_group_gradients(named: Sequence[tuple[str, nn.Parameter]], owners: Ma
     """
     n = torch.as_tensor(list(sizes), device=losses.device)
     S = (losses / n.to(losses.dtype).repeat_interleave(n)).sum()
-    mods = list(dict.fromkeys(m for m, _ in owners.values()))
-    delta = dict(zip(mods, torch.autograd.grad(S, [taps[m][1] for m in mods], create_graph=True)))
+    delta = dict(zip(taps, torch.autograd.grad(S, [z for _, z in taps.values()], create_graph=True)))
     equal = len(set(sizes)) == 1
     stacked = []
     for name, _ in named:
@@ -333,17 +338,17 @@ def linear_group_gradients(named: Sequence[tuple[str, nn.Parameter]], owners: Ma
     return GroupGradients([n for n, _ in named], grads, dict(zip(cells(k), map(int, sizes))), k, tuple(stacked))
 
 
-def _tapped_forward(model: nn.Module, x: torch.Tensor, modules: Sequence[nn.Linear]):
-    """``model(x)`` and each module's ``(input, output)``; None for the taps unless every module ran
-    exactly once, row for row on the batch (``(len(x), d)`` in and out: no weight sharing, no
-    flattened sequences) and neither its input nor its output was changed in place afterwards
-    (``ReLU(inplace=True)``): only then is δ_cᵀh_c the cell's gradient."""
-    seen: dict[nn.Linear, list] = {m: [] for m in modules}
+def _tapped_forward(model: nn.Module, x: torch.Tensor, owners: Mapping[str, tuple[nn.Linear, str]]):
+    """``model(x)`` and the ``(input, output)`` of each module of ``owners`` (:func:`_linear_owners`);
+    None for the taps unless every module ran exactly once, row for row on the batch (``(len(x), d)``
+    in and out: no weight sharing, no flattened sequences) and neither its input nor its output was
+    changed in place afterwards (``ReLU(inplace=True)``): only then is δ_cᵀh_c the cell's gradient."""
+    seen: dict[nn.Linear, list] = {m: [] for m, _ in owners.values()}
 
     def tap(mod, inp, out):
         seen[mod].append((inp[0], out, inp[0]._version, out._version))
 
-    hooks = [m.register_forward_hook(tap) for m in modules]
+    hooks = [m.register_forward_hook(tap) for m in seen]
     try:
         logits = model(x)
     finally:
@@ -443,7 +448,7 @@ class PerGroupForward:
         if not (bool(((a == 0) | (a == 1)).all()) and bool((yl == y).all()) and bool((yl >= 0).all())):
             return model(x)  # a not binary or y not class indices: leave it to the checks
         k = int(yl.max()) + 1
-        key = a * k + yl  # the cell (a, y), in the order of cells()
+        key = cell_index(yl, a, k)
         xs, order = x, None
         if not bool((key[1:] >= key[:-1]).all()):  # the group samplers' batches are already cell by cell
             order = torch.argsort(key, stable=True)
@@ -452,7 +457,7 @@ class PerGroupForward:
         named = select_parameters(model, self.params, self.kind)
         owners = _linear_owners(model, named)
         if owners is not None:
-            logits, taps = _tapped_forward(model, xs, list(dict.fromkeys(m for m, _ in owners.values())))
+            logits, taps = _tapped_forward(model, xs, owners)
             sorted_cells = [divmod(int(c), k) for c in ids]
             if taps is not None and sorted_cells == cells(n_classes(logits)):
                 self._cached = (x, ("linear", named, owners, taps, logits, yl, sizes.tolist()))
@@ -679,7 +684,7 @@ def group_confidence(batch: Mapping[str, Any], require_all: bool = True) -> dict
     lg, y, a = _unpack(batch)
     k = n_classes(lg)
     p = true_class_probability(lg.detach(), y)
-    key = a * k + y  # the cell's index in cells(k)
+    key = cell_index(y, a, k)
     counts = torch.bincount(key, minlength=2 * k)
     if bool((counts == 0).any()):
         cell_masks(y, a, require_all, k)  # raises naming the empty cells if require_all
@@ -720,12 +725,13 @@ def gcm_penalty(gg: GroupGradients, weights: Mapping[tuple[int, int], Any] | Non
     """
     _check_choice("form", form, FORMS)
     k, total = gg.k, None
-    w = None
-    for G in gg.stack("gcm_penalty"):  # G[i]: cell i of cells(k), a = 0 first
+    stacked = gg.stack("gcm_penalty")  # per tensor G, G[i]: cell i of cells(k), a = 0 first
+    like = stacked[0]
+    w = None if weights is None else torch.stack(
+        [torch.as_tensor(weights[c], dtype=like.dtype, device=like.device) for c in cells(k)])
+    for G in stacked:
         m = G.abs() if form == "paper" else G.pow(2)
-        if weights is not None:
-            if w is None:
-                w = torch.stack([torch.as_tensor(weights[c], dtype=G.dtype, device=G.device) for c in cells(k)])
+        if w is not None:
             m = w.reshape(-1, *[1] * (G.dim() - 1)) * m
         term = (m[:k] - m[k:]).abs().sum()
         total = term if total is None else total + term
