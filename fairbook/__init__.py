@@ -19,8 +19,9 @@ __version__ = "0.1.0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-_SUBMODULES = {"chapters", "cli", "data", "io", "metrics", "mime", "models", "params", "plotting",
-               "runner", "site", "stats", "train"}
+_SUBMODULES = {"aimfair", "aimfair_claims", "chapters", "claims", "cli", "data", "gcm", "gcm_claims",
+               "hbr", "io", "metrics", "mime", "models", "params", "plotting", "prose", "runner", "site",
+               "stats", "train"}
 
 
 def __getattr__(name: str):
