@@ -1,7 +1,8 @@
 """``fairbook build``: run every chapter with one profile and publish the executed notebooks.
 
 Executed notebooks are copied to ``book/chapters/``, ``book/reproducibility.md`` is generated from
-the runs' provenance, and Jupyter Book 1 builds ``_build/html`` (warnings are errors by default).
+the runs' provenance, ``book/scorecard.md`` from their ``results/claims.csv``, and Jupyter Book 1
+builds ``_build/html`` (warnings are errors by default).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def build(profile: str = "default", force: bool = False, strict: bool = True, lo
     for r in runs:
         shutil.copyfile(r.notebook, out / f"{r.chapter}.ipynb")
     (root / "book" / "reproducibility.md").write_text(reproducibility_page(runs))
+    (root / "book" / "scorecard.md").write_text(scorecard_page(runs))
 
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
     if strict:
@@ -89,4 +91,60 @@ def reproducibility_page(runs: list[runner.Run]) -> str:
             f"Results: {', '.join(p['results'])}  ",
             f"Packages: {pk}", "", "```text", _fmt_params(p["parameters"]), "```",
         ]
+    return "\n".join(lines) + "\n"
+
+
+_BADGE = {"reproduced": "bdg-success", "contradicted": "bdg-danger", "inconclusive": "bdg-secondary"}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(x, digits: int = 3) -> str:
+    import math
+
+    x = float(x)
+    return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}".replace("-", "−")
+
+
+def scorecard_page(runs: list[runner.Run]) -> str:
+    """The "Scorecard" page: every claim of every chapter's run with its estimate, interval, test and
+    verdict (from ``results/claims.csv``, see :mod:`fairbook.claims`), and a summary line per paper."""
+    import pandas as pd
+
+    from . import claims as C
+
+    lines = [
+        "# Scorecard", "",
+        "Every claim of the four papers that the book tests, judged by the run that made its chapter.",
+        "The estimate is the claim's quantity in this run, oriented so that a positive value is the",
+        "paper's direction (for a \"no change\" claim: the difference, to be inside the margin), with",
+        "its 95 % interval over the replicated unit. A claim is **reproduced** when its Holm-adjusted",
+        "p-value (within the chapter) is below 0.05 and the estimate lies on the paper's side,",
+        "**contradicted** when it is below 0.05 on the other side, and **inconclusive** otherwise; the",
+        "MDE is the effect this run would detect with 80 % power, and *underpowered* marks a claim whose",
+        "MDE exceeds the paper's own effect. The rules are in `fairbook.claims`; this page is generated",
+        "from each run's `results/claims.csv`.", "",
+    ]
+    for r in runs:
+        path = r.path / "results" / "claims.csv"
+        p = r.provenance
+        lines += [f"## {p['title']}", ""]
+        if not path.exists():
+            lines += [f"The {p['chapter']} run (`{r.path.name}`) wrote no claims table.", ""]
+            continue
+        df = pd.read_csv(path, dtype={"note": str, "section": str}).fillna({"note": "", "section": ""})
+        lines += [f"**{C.summary(df)}** (profile `{p['profile']}`, run `{r.path.name}`).", "",
+                  "| claim | paper | this run: estimate [95 % CI] | unit (n) | p (Holm) | MDE | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for _, c in df.iterrows():
+            where = (f"{{ref}}`{c.section}`" if c.section else f"{{doc}}`chapters/{p['chapter']}`")
+            note = f" ({_cell(c.note)})" if c.note else ""
+            lines.append(
+                f"| {_cell(c.claim)} ({where}) | {_cell(c.source)}: {_cell(c.paper)} "
+                f"| {_cell(c.quantity)}: {_num(c.estimate)} [{_num(c.ci_low)}, {_num(c.ci_high)}] "
+                f"| {_cell(c.unit)} ({int(c.n)}) | {_num(c.p_holm, 2)} | {_num(c.mde)} "
+                f"| {{{_BADGE[c.verdict]}}}`{c.verdict}`{note} |")
+        lines.append("")
     return "\n".join(lines) + "\n"

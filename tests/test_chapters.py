@@ -2,7 +2,10 @@
 import json
 
 import nbformat
+import pandas as pd
 import pytest
+
+from fairbook.claims import COLUMNS, VERDICTS
 
 from fairbook import chapters, runner
 
@@ -23,6 +26,10 @@ def test_chapter_runs_with_smoke_profile(name, tmp_path, monkeypatch):
     assert prov["results"] and prov["figures"]
     for fig in prov["figures"]:
         assert (run.path / "figures" / fig).stat().st_size > 1000
+    claims = pd.read_csv(run.path / "results" / "claims.csv")
+    assert list(claims.columns) == COLUMNS and len(claims) >= 1
+    assert set(claims.verdict) <= set(VERDICTS) and claims.key.is_unique
+    assert (claims.p_holm.dropna() >= claims.p.dropna().reindex(claims.p_holm.dropna().index) - 1e-12).all()
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images >= len([f for f in prov["figures"] if f.endswith(".png")])
     # every number repeats: a second run in a fresh process gives byte-identical result tables

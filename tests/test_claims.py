@@ -178,3 +178,30 @@ def test_summary_and_interval_text():
     text = C.interval_text({"estimate": -0.0123, "ci_low": -0.05, "ci_high": 0.02})
     assert text == "−0.0123 [−0.05, 0.02]"
     assert repr(C.Text("x y")) == "x y"
+
+
+def test_scorecard_page_from_runs(tmp_path):
+    import json
+
+    from fairbook import runner, site
+
+    runs = []
+    for name, d in (("alpha", [1.0, 1.1, 0.9]), ("beta", [0.1, -0.2, 0.3])):
+        path = tmp_path / name
+        (path / "results").mkdir(parents=True)
+        (path / "provenance.json").write_text(json.dumps({"chapter": name, "title": f"Paper {name}",
+                                                         "profile": "smoke"}))
+        claim = C.Claim(key=f"{name}_k", claim="A | B", source="Fig. 2", paper="0.1", quantity="q",
+                        unit="seed", section=f"{name}-sec" if name == "alpha" else "")
+        C.table([C.difference(claim, d)], name).to_csv(path / "results" / "claims.csv", index=False)
+        runs.append(runner.Run(name, "smoke", path, False))
+    (tmp_path / "gamma" / "results").mkdir(parents=True)
+    (tmp_path / "gamma" / "provenance.json").write_text(json.dumps({"chapter": "gamma", "title": "G",
+                                                                    "profile": "smoke"}))
+    page = site.scorecard_page(runs + [runner.Run("gamma", "smoke", tmp_path / "gamma", False)])
+    assert "## Paper alpha" in page and "## Paper beta" in page
+    assert "1 reproduced, 0 contradicted, 0 inconclusive (of 1 claims)" in page
+    assert "{bdg-success}`reproduced`" in page and "{bdg-secondary}`inconclusive`" in page
+    assert "{ref}`alpha-sec`" in page and "{doc}`chapters/beta`" in page
+    assert "A \\| B" in page  # a table cell cannot break the row
+    assert "wrote no claims table" in page

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fairbook import site
+from fairbook import chapters, site
 from sitecheck import CHROMIUM, check_site, discover_pages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ def smoke_site(tmp_path_factory):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     shutil.copytree(REPO / "book", root / "book",
-                    ignore=shutil.ignore_patterns("chapters", "reproducibility.md"))
+                    ignore=shutil.ignore_patterns("chapters", "reproducibility.md", "scorecard.md"))
     mathjax = REPO / ".cache" / "npm"
     assert (mathjax / "node_modules" / "mathjax").is_dir(), "run `make mathjax` first"
     (root / ".cache").mkdir()
@@ -33,8 +33,14 @@ def smoke_site(tmp_path_factory):
 
 def test_smoke_book_builds(smoke_site):
     root, html = smoke_site
-    for page in ("intro.html", "chapters/mime.html", "reproducibility.html", "references.html"):
+    for page in ("intro.html", "chapters/mime.html", "reproducibility.html", "scorecard.html",
+                 "references.html"):
         assert (html / "book" / page).exists(), page
+    score = (root / "book" / "scorecard.md").read_text()
+    assert "wrote no claims table" not in score
+    assert score.count("reproduced, ") == len(chapters.available())  # a summary line per paper
+    card = (html / "book" / "scorecard.html").read_text()
+    assert "sd-badge" in card and "inconclusive" in card
     repro = (root / "book" / "reproducibility.md").read_text()
     assert "| mime | smoke |" in repro and "fairbook run mime --profile smoke" in repro
     refs = (html / "book" / "references.html").read_text().lower()
