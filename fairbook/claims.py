@@ -214,13 +214,15 @@ def nested(claim: Claim, d: Any, groups: Any, *, level: float = 0.95) -> dict:
     return row
 
 
-def permutation(claim: Claim, observed: float, null: Any, *, level: float = 0.95) -> dict:
+def permutation(claim: Claim, observed: float, null: Any, *, n: int | None = None,
+                level: float = 0.95) -> dict:
     """A mechanism claim against a null distribution: is ``observed`` larger than the null draws?
 
     ``null`` holds the statistic recomputed under the null (permuted attribute, placebo group);
     the estimate is observed − mean(null), the interval the central ``level`` range of that
     difference under the null shifted to the estimate, and p = (1 + #{null ≥ observed}) / (1 + B).
-    The MDE is the excess over the null mean that the null's 95th percentile requires.
+    The MDE is the excess over the null mean that the null's 95th percentile requires. ``n`` is the
+    number of replicated units the statistic is computed from (the null's size when not given).
     """
     z = _values(null, "null")
     if z.size < 1:
@@ -229,7 +231,7 @@ def permutation(claim: Claim, observed: float, null: Any, *, level: float = 0.95
     lo, hi = np.quantile(z - z.mean(), [(1 - level) / 2, (1 + level) / 2])
     p = (1 + int(np.sum(z >= observed))) / (1 + z.size)
     mde = float(np.quantile(z, 1 - ALPHA) - z.mean())
-    return _row(claim, "permutation", z.size, est, (est - hi, est - lo), p, mde, bool(est > 0),
+    return _row(claim, "permutation", z.size if n is None else n, est, (est - hi, est - lo), p, mde, bool(est > 0),
                 note=f"null: {z.size} draws, mean {z.mean():.4g}")
 
 
