@@ -33,6 +33,7 @@ hypothesis whose rejection the verdict reports.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
@@ -121,8 +122,12 @@ def mde_t(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> floa
     """
     if n < 2 or not np.isfinite(sd):
         return math.inf
-    if sd == 0:
-        return 0.0
+    return float(sd * _mde_unit(int(n), float(alpha), float(power)))
+
+
+@functools.lru_cache(maxsize=256)
+def _mde_unit(n: int, alpha: float, power: float) -> float:
+    """The MDE for sd = 1 (the MDE scales with sd)."""
     df = n - 1
     crit = _st.t.ppf(1 - alpha / 2, df)
 
@@ -139,8 +144,7 @@ def mde_t(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> floa
     hi = 1.0
     while gap(hi) < 0:
         hi *= 2
-    ncp = _opt.brentq(gap, 0.0, hi, xtol=1e-10)
-    return float(ncp * sd / math.sqrt(n))
+    return _opt.brentq(gap, 0.0, hi, xtol=1e-10) / math.sqrt(n)
 
 
 def _t_summary(d: np.ndarray, level: float) -> tuple[float, float, tuple[float, float]]:
@@ -156,11 +160,8 @@ def _t_summary(d: np.ndarray, level: float) -> tuple[float, float, tuple[float, 
 def _t_p(d: np.ndarray, mu: float = 0.0, alternative: str = "two-sided") -> float:
     if d.size < 2:
         return math.nan
-    if np.all(d == d[0]):  # zero spread: the difference is exact
-        if d[0] == mu:
-            return 1.0
-        greater = d[0] > mu
-        return 0.0 if alternative == "two-sided" or (alternative == "greater") == greater else 1.0
+    if np.all(d == d[0]):  # zero spread: the t statistic is undefined, so there is no test
+        return math.nan
     return float(_st.ttest_1samp(d, mu, alternative=alternative).pvalue)
 
 
@@ -278,6 +279,8 @@ def table(rows: Iterable[dict], chapter: str, *, alpha: float = ALPHA) -> pd.Dat
     for i in np.flatnonzero(df["n"] < 2):
         if df.at[i, "kind"] in ("difference", "equivalence"):
             df.at[i, "note"] = (df.at[i, "note"] + "; " if df.at[i, "note"] else "") + "n < 2: no test"
+    for i in np.flatnonzero((df["n"] >= 2) & df["p"].isna() & df["kind"].isin(["difference", "equivalence"])):
+        df.at[i, "note"] = (df.at[i, "note"] + "; " if df.at[i, "note"] else "") + "zero spread: no test"
     return df[COLUMNS].reset_index(drop=True)
 
 

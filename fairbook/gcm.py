@@ -584,6 +584,18 @@ def code_disparity(gg: GroupGradients) -> dict[int, float]:
     return out
 
 
+def permute_within(a, y, rng: np.random.Generator) -> torch.Tensor:
+    """``a`` permuted among the rows of each label ``y`` (cell sizes |Z_ay| kept): the null of
+    :class:`DisparityTracker`'s ``n_permutations``."""
+    a_t = torch.as_tensor(a)
+    a_np, y_np = a_t.detach().cpu().numpy().reshape(-1), torch.as_tensor(y).detach().cpu().numpy().reshape(-1)
+    out = a_np.copy()
+    for yy in np.unique(y_np):
+        idx = np.flatnonzero(y_np == yy)
+        out[idx] = a_np[idx[rng.permutation(idx.size)]]
+    return torch.as_tensor(out, dtype=a_t.dtype, device=a_t.device)
+
+
 class DisparityTracker:
     """Records r̂ (eqs. 6, 8, 9) and :func:`code_disparity` at every training iteration.
 
@@ -608,15 +620,29 @@ class DisparityTracker:
         Include the |Z_0y|/|Z_1y| factor of eq. 6 (default, as written in the paper).
     per_layer : bool
         Also record eq. 9 for every tensor (columns ``r_y{y}[name]``).
+    n_permutations : int
+        The permuted-attribute null: at every recorded iteration, also measure r̂ (eq. 8) this many
+        times with the batch's attribute permuted among the rows of the same label (columns
+        ``r_y{y}_perm{j}``), on the same model and batch. A permutation within each y keeps every
+        cell's size, so the |Z| factor of eq. 6 is unchanged and only the attribute's link to the
+        gradients is broken: r̂ of the true attribute is then compared with what an attribute
+        unrelated to the gradients gives (eq. 8 is a mean of ratios, > 1 by noise alone).
+    perm_seed : int
+        Seed of the permutations: the j-th permutation of iteration t is drawn from
+        ``numpy.random.default_rng([perm_seed, t, j])`` (the training's random state is untouched).
     """
 
     def __init__(self, *, every: int = 1, params: Sequence[str] | None = None, kind: str = "all",
-                 size_weighted: bool = True, per_layer: bool = True):
+                 size_weighted: bool = True, per_layer: bool = True, n_permutations: int = 0,
+                 perm_seed: int = 0):
         if not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 0:
+            raise ValueError(f"n_permutations must be an integer >= 0, got {n_permutations!r}")
         _check_choice("kind", kind, KINDS)
         self.every, self.params, self.kind = int(every), params, kind
         self.size_weighted, self.per_layer = size_weighted, per_layer
+        self.n_permutations, self.perm_seed = int(n_permutations), int(perm_seed)
         self.rows: list[dict[str, float]] = []
         self.step = 0
         self.epoch = 1
@@ -628,6 +654,7 @@ class DisparityTracker:
         code = code_disparity(gg)
         row: dict[str, float] = {"step": self.step, "epoch": self.epoch}
         row.update({f"n_{a}{y}": gg.sizes[(a, y)] for a, y in cells(gg.k)})
+        row["elements"] = sum(g.numel() for g in next(iter(gg.grads.values()))) if gg.grads else 0
         for yy in range(gg.k):
             row[f"r_y{yy}"] = d.model[yy]
             row[f"code_y{yy}"] = code[yy]
@@ -635,6 +662,14 @@ class DisparityTracker:
         if self.per_layer:
             for yy in range(gg.k):
                 row.update({f"r_y{yy}[{n}]": v for n, v in d.per_layer[yy].items()})
+        for j in range(self.n_permutations):
+            rng = np.random.default_rng([self.perm_seed, self.step, j])
+            permuted = {**batch, "groups": permute_within(batch["groups"], batch["y"], rng)}
+            gp = group_gradients(model, permuted, params=self.params, kind=self.kind, require_all=False)
+            dp = contribution_disparity(gp, size_weighted=self.size_weighted)
+            for yy in range(gp.k):
+                row[f"r_y{yy}_perm{j}"] = dp.model[yy]
+                row[f"undefined_y{yy}_perm{j}"] = dp.undefined[yy]
         self.rows.append(row)
         return row
 
@@ -651,7 +686,8 @@ class DisparityTracker:
     @property
     def history(self) -> pd.DataFrame:
         """One row per recorded iteration: step, epoch, cell sizes ``n_ay``, ``r_y0``, ``r_y1`` (eq. 8),
-        ``code_y0``, ``code_y1`` (:func:`code_disparity`), ``undefined_y*`` and per-tensor eq. 9."""
+        ``code_y0``, ``code_y1`` (:func:`code_disparity`), ``undefined_y*`` (elements left out of eq. 8
+        of ``elements`` measured), per-tensor eq. 9 and the permuted null ``r_y*_perm*``."""
         return pd.DataFrame(self.rows)
 
 

@@ -8,7 +8,11 @@ oversampling, and the paired experiment design of the paper's appendices B-C.
 * resampling: :func:`resample` — remove the easiest samples of shrinking classes, then add samples to
   growing classes by ``random`` duplication, ``smote`` (imbalanced-learn), ``holdout`` (case study 1)
   or a generated pool: ``rEDM``, ``aEDM``, ``hEDM`` (appendix A);
-* experiments: :class:`Recipe`, :func:`train_ensemble`, :func:`evaluate_pairs`, :func:`ttest_table`.
+* experiments: :class:`Recipe`, :func:`train_ensemble`, :func:`evaluate_pairs`, :func:`ttest_table`
+  (the paper's naive model-level tests);
+* analysis at the unit of the resampled dataset: :func:`paired_changes`, :func:`dataset_ttest`,
+  :func:`table_tests` (the Table D1-D6 analogs, Holm within a table) and :func:`claims` (the paper's
+  claims, in :mod:`fairbook.hbr_claims`).
 
 The class-bias metrics themselves (eqs. 7-11) live in :mod:`fairbook.metrics`, the t-test and seed
 scheme in :mod:`fairbook.stats`.
@@ -559,3 +563,95 @@ def generated_pool(dataset: str, X, y, n_classes: int, classes: Sequence[int], n
                                 ddpm.DDPMConfig(steps=ddpm_steps, seed=seed), log=log)
     return ddpm.cached_pool(gen, n_per_class, steps=ddim_steps, guidance=guidance, seed=seed,
                             conditions=list(classes), log=log)
+
+
+# --- analysis at the unit of the resampled dataset ------------------------------------------------------
+def paired_changes(scores: pd.DataFrame, strategy: str, metric: str, score: str,
+                   against: str = "none") -> pd.DataFrame:
+    """Per (parameter, i, j): how much ``strategy`` improved ``metric`` over ``against`` on the same pair.
+
+    ``scores`` is a :class:`Study`'s ``scores``; ``against`` is ``"none"`` (the base models: the
+    paper's pairs of appendix C) or another strategy (two strategies compared pair by pair: the same
+    setting, dataset replicate i and model seed j). ``d`` > 0 means ``strategy`` did better: a smaller
+    gap for the Δ metrics (``against − strategy``), a larger class average for ``avg``
+    (``strategy − against``). Returns columns ``parameter, i, j, d``.
+    """
+    key = ["parameter", "i", "j"]
+    sel = scores[scores["score"] == score]
+    a = sel[sel["strategy"] == strategy].set_index(key)[metric].sort_index()
+    b = sel[sel["strategy"] == against].set_index(key)[metric].sort_index()
+    if a.empty or b.empty:
+        raise ValueError(f"no {score} rows for strategy {strategy!r} or {against!r}")
+    if not (a.index.is_unique and b.index.is_unique and a.index.equals(b.index)):
+        raise ValueError(f"{strategy!r} and {against!r} rows must pair one to one on (parameter, i, j)")
+    sign = 1.0 if metric == "avg" else -1.0
+    return (sign * (a - b)).rename("d").reset_index()
+
+
+def dataset_ttest(d, groups) -> dict:
+    """Two-sided t-test of mean(d) = 0 at the unit of the dataset replicate (HBR's nested design).
+
+    The models of one resampled dataset share that dataset, so their ``d`` are averaged per group
+    first and the test runs over the groups (n = number of datasets, df = n − 1). NaN entries are
+    dropped. Returns ``mean``, ``t``, ``p`` (two-sided), ``n`` (datasets); ``t`` and ``p`` are NaN
+    with fewer than two datasets or when all dataset means are equal (no spread to test against).
+    """
+    import scipy.stats as sps
+
+    frame = pd.DataFrame({"d": np.asarray(d, dtype=float), "g": np.asarray(groups)}).dropna()
+    x = frame.groupby("g", sort=True)["d"].mean().to_numpy()
+    n = x.size
+    if n < 2:
+        return {"mean": float(x.mean()) if n else math.nan, "t": math.nan, "p": math.nan, "n": n}
+    sd = x.std(ddof=1)
+    if sd <= 1e-12 * max(1.0, abs(x.mean())):  # every dataset the same (a discrete metric on a small test set): no t-test
+        return {"mean": float(x.mean()), "t": math.nan, "p": math.nan, "n": n}
+    t = float(x.mean() / (sd / math.sqrt(n)))
+    return {"mean": float(x.mean()), "t": t, "p": float(2 * sps.t.sf(abs(t), n - 1)), "n": n}
+
+
+def table_tests(scores: pd.DataFrame, metrics: Sequence[str] = BIAS_METRICS, alpha: float = 0.05) -> pd.DataFrame:
+    """The t-tests of a Table D1-D6 analog, at the unit of the resampled dataset, Holm within the table.
+
+    One row per (score, metric, parameter, strategy) of ``scores`` (a :class:`Study`'s ``scores``;
+    ``metrics`` picks the table: the Δ metrics for D1-D4, ``("avg",)`` for D5-D6). Columns:
+
+    * ``t_naive``, ``p_naive`` -- the paper's analysis (appendix C): the one-sided paired t-test over
+      all n_datasets × n_models pairs, as if the models of one dataset were independent (they are
+      not: with dataset sd = model sd its type-I error is ≈ 0.16 at nominal 0.05);
+    * ``mean``, ``t``, ``p``, ``n`` -- :func:`dataset_ttest`: d averaged over the models of each
+      dataset, two-sided t-test over the datasets (the paper marks significant changes of either
+      sign);
+    * ``p_holm`` -- Holm's adjustment of ``p`` over every row of this table; ``significant`` is
+      ``p_holm < alpha``.
+
+    d > 0 (and t > 0) means the strategy improved the metric: a smaller gap, a larger average.
+    """
+    from .claims import holm
+
+    rows = []
+    for (score, strategy, parameter), grp in scores[scores.strategy != "none"].groupby(
+            ["score", "strategy", "parameter"], sort=False):
+        for metric in metrics:
+            ch = paired_changes(scores[scores.parameter == parameter], strategy, metric, score)
+            ok = ch["d"].notna()
+            if ok.sum() >= 2 and ch.loc[ok, "d"].std(ddof=1) > 0:
+                naive = stats.paired_ttest(ch.loc[ok, "d"].to_numpy(), np.zeros(int(ok.sum())), "greater")
+                t_naive, p_naive = float(naive.statistic), float(naive.pvalue)
+            else:
+                t_naive = p_naive = math.nan
+            res = dataset_ttest(ch["d"], ch["i"])
+            rows.append({"score": score, "metric": metric, "parameter": parameter, "strategy": strategy,
+                         "pairs": int(ok.sum()), "t_naive": t_naive, "p_naive": p_naive, **res})
+    out = pd.DataFrame(rows, columns=["score", "metric", "parameter", "strategy", "pairs", "t_naive",
+                                      "p_naive", "mean", "t", "p", "n"])
+    out["p_holm"] = holm(out["p"]) if len(out) else []
+    out["significant"] = out["p_holm"] < alpha
+    return out
+
+
+def claims(*args, **kwargs) -> pd.DataFrame:
+    """The paper's claims against a run (:func:`fairbook.hbr_claims.claims`)."""
+    from .hbr_claims import claims as _claims
+
+    return _claims(*args, **kwargs)

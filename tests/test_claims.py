@@ -205,3 +205,10 @@ def test_scorecard_page_from_runs(tmp_path):
     assert "{ref}`alpha-sec`" in page and "{doc}`chapters/beta`" in page
     assert "A \\| B" in page  # a table cell cannot break the row
     assert "wrote no claims table" in page
+
+
+def test_zero_spread_has_no_test():
+    t = C.table([C.difference(_claim(), [0.5, 0.5, 0.5])], "toy")
+    assert np.isnan(t.p.iloc[0]) and t.verdict.iloc[0] == "inconclusive"
+    assert "zero spread" in t.note.iloc[0]
+    assert C.mde_t(0.0, 5) == 0.0 and C.mde_t(2.0, 7) == pytest.approx(2 * C.mde_t(1.0, 7))

@@ -3,6 +3,7 @@ regulariser (eqs. 10, 12, 13, 14: by hand, vs numpy, finite differences), baseli
 direct aligning eq. 17, adversarial debiasing, fairlearn), evaluation (vs fairlearn/sklearn), Table 1
 bookkeeping (vs the engine's batches) and a tiny end-to-end fit."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
@@ -150,6 +151,43 @@ def test_tracker_records_every_iteration_and_nan_for_missing_cells():
     for _ in range(3):
         tr2(model, batch)
     assert len(tr2.history) == 2 and "r_y0[bias]" not in tr2.history
+
+
+def test_permute_within_keeps_cell_sizes_and_is_seeded():
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])
+    a = torch.tensor([1, 1, 0, 0, 1, 0, 0, 0, 1, 1])
+    p1 = gcm.permute_within(a, y, np.random.default_rng([3, 0, 0]))
+    p2 = gcm.permute_within(a, y, np.random.default_rng([3, 0, 0]))
+    assert torch.equal(p1, p2) and p1.dtype == a.dtype
+    for yy in (0, 1):
+        assert int(p1[y == yy].sum()) == int(a[y == yy].sum())  # |Z_1y| and |Z_0y| unchanged
+    draws = {tuple(gcm.permute_within(a, y, np.random.default_rng([3, 0, j])).tolist()) for j in range(20)}
+    assert len(draws) > 5
+
+
+def test_tracker_permuted_null_columns_and_training_unchanged():
+    """n_permutations adds r_y*_perm* columns measured with a permuted within y, leaves the true
+    columns as they were and does not change training (the permutations have their own generator)."""
+    X, y, a = _biased(n=200, d=4, seed=3)
+
+    def run(k):
+        tr = gcm.DisparityTracker(per_layer=False, n_permutations=k, perm_seed=7)
+        model = train.seeded(lambda: models.MLP(4, (8,), 1), 0)
+        gcm.fit_method("oversampling", model, X, y, a, tracker=tr, epochs=1, steps_per_epoch=3, batch_size=40,
+                       optim=train.Optim("adam", lr=1e-2), seed=0)
+        return tr.history, model
+
+    h0, m0 = run(0)
+    h2, m2 = run(2)
+    assert all(torch.equal(p, q) for p, q in zip(m0.parameters(), m2.parameters()))
+    pd.testing.assert_frame_equal(h0, h2[h0.columns])
+    assert {"r_y0_perm0", "r_y1_perm1", "undefined_y0_perm1"} <= set(h2.columns)
+    assert np.isfinite(h2["r_y0_perm0"]).all() and not np.allclose(h2["r_y0_perm0"], h2["r_y0"])
+    assert (h2["elements"] == sum(p.numel() for p in m2.parameters())).all()
+    h2b, _ = run(2)
+    pd.testing.assert_frame_equal(h2, h2b)
+    with pytest.raises(ValueError, match="n_permutations"):
+        gcm.DisparityTracker(n_permutations=-1)
 
 
 # --- eqs. 10, 12, 13: the regulariser -------------------------------------------------------------------
@@ -1133,8 +1171,8 @@ def test_tracker_three_classes_columns():
     tr2 = gcm.DisparityTracker(per_layer=False)
     Xb, yb, ab = _biased(n=60, d=3)
     tr2(_linear([0.1, 0.2, 0.3], 0.0), gcm.make_batch(_linear([0.1, 0.2, 0.3], 0.0), Xb, yb, ab))
-    assert list(tr2.history.columns) == ["step", "epoch", "n_00", "n_01", "n_10", "n_11", "r_y0", "code_y0",
-                                         "undefined_y0", "r_y1", "code_y1", "undefined_y1"]
+    assert list(tr2.history.columns) == ["step", "epoch", "n_00", "n_01", "n_10", "n_11", "elements", "r_y0",
+                                         "code_y0", "undefined_y0", "r_y1", "code_y1", "undefined_y1"]
 
 
 def test_adversary_features_three_classes():

@@ -1,0 +1,290 @@
+"""The HBR paper's claims against a run of the chapter (``fairbook.hbr.claims``).
+
+Every claim is judged with :mod:`fairbook.claims`. The replicated unit of the case studies is the
+**dataset replicate i** (the i-th pruned dataset D^CLP_i in case study 1, the i-th resampled dataset
+in case study 2): the models j of one dataset share it and are not independent, so per-model values
+are averaged within each dataset and the test runs over datasets (:func:`fairbook.claims.nested`).
+
+* Improvement claims ("HBR lowers the recall gap Δhe") use the paired change of each (i, j) pair:
+  base model minus resampled model with the same seeds (appendix B), d > 0 = a smaller gap.
+* Comparisons of two strategies ("holdout reduces Δhe more than random oversampling") use the
+  paired difference of their reductions on the same (setting, i, j) -- the base model cancels, so
+  d = Δhe(other) − Δhe(better) -- averaged over the settings (pruning rates, α) and the models of
+  each dataset; never a comparison of t statistics.
+* Claims "at every rate / every α" are intersection-union tests (Berger 1982): one nested test per
+  setting; the claim is supported only if every setting's test is, so its p is the largest of them
+  (the estimate shown is that weakest setting's). If some setting goes the other way, the
+  evidence against the claim is the smallest p of those settings, Bonferroni-adjusted for their
+  number.
+* "Class-averaged recall is kept" is an equivalence claim within ``kept_margin`` (TOST over datasets).
+* "Class bias exists in balanced data" compares the ensemble's recall gap Δm with the gap a
+  classifier with **equal** per-class recall would show on this test set by chance: each class's
+  recall Binomial(n_c, r̄)/n_c with r̄ the ensemble's class-averaged recall (a multinomial null;
+  conservative for the ensemble average, whose per-class recall varies at most that much).
+* "Recall and precision are aligned" is the Pearson correlation over classes of the base models'
+  mean per-class recall and precision, with a Fisher-z interval and test of ρ = 0 (n = classes).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from . import claims as C
+from . import metrics
+
+__all__ = ["claims", "every_level", "nested_equivalence", "bias_null", "correlation", "glue_context",
+           "KEPT_MARGIN", "CLAIM_KEYS"]
+
+#: Default equivalence margin of "class-averaged recall is kept": ±1 percentage point of recall.
+KEPT_MARGIN = 0.01
+UNIT = "dataset replicate i (models averaged per dataset)"
+#: Every claim :func:`claims` can return (a run without some strategy leaves its claims out).
+CLAIM_KEYS = ("hbr_bias_exists", "hbr_cs1_holdout_recall", "hbr_cs1_holdout_precision",
+              "hbr_cs1_holdout_vs_random", "hbr_cs1_holdout_vs_smote", "hbr_cs1_avg_recall_kept",
+              "hbr_cs2_hedm_recall", "hbr_cs2_hedm_vs_redm", "hbr_cs2_hedm_vs_random",
+              "hbr_cs2_hedm_vs_smote", "hbr_align")
+
+
+def nested_equivalence(claim: C.Claim, d, groups, margin: float) -> dict:
+    """:func:`fairbook.claims.equivalence` at the unit of the dataset: ``d`` averaged per group first."""
+    frame = pd.DataFrame({"d": np.asarray(d, dtype=float), "g": np.asarray(groups)}).dropna()
+    means = frame.groupby("g", sort=True)["d"].mean().to_numpy()
+    row = C.equivalence(claim, means, margin)
+    row["note"] = f"{len(frame)} models in {means.size} datasets, averaged per dataset"
+    return row
+
+
+def every_level(claim: C.Claim, changes: pd.DataFrame, judge: Callable[[C.Claim, pd.DataFrame], dict],
+                what: str = "setting", whats: str | None = None) -> dict:
+    """Intersection-union test of "the effect holds at every level" (every pruning rate, every α).
+
+    ``changes`` has a ``parameter`` column; ``judge(claim, rows_of_one_level)`` returns one claims row.
+    When every level's estimate is on the paper's side, the claim's p is the largest per-level p (an
+    IUT is level α without adjustment). Otherwise the p of the level most against the paper,
+    multiplied by the number of such levels (Bonferroni), tests "it fails at some level".
+    """
+    levels = sorted(changes["parameter"].unique())
+    rows = [judge(claim, changes[changes["parameter"] == lv]) for lv in levels]
+    side = np.array([r["_paper_side"] for r in rows])
+    p = np.array([r["p"] if np.isfinite(r["p"]) else 1.0 for r in rows])
+    whats = whats or f"{what}s"
+    if side.all():
+        k = int(np.argmax(p))
+        p_claim = float(p[k])
+        how = (f"one {what} ({levels[k]:g})" if len(levels) == 1 else
+               f"weakest of {len(levels)} {whats} ({levels[k]:g}); p = max over {whats} (intersection-union)")
+    else:
+        off = np.flatnonzero(~side)
+        k = int(off[np.argmin(p[off])])
+        p_claim = float(min(1.0, p[k] * off.size))
+        how = (f"one {what} ({levels[k]:g}), against the paper" if len(levels) == 1 else
+               f"{off.size} of {len(levels)} {whats} against the paper; shown: {levels[k]:g}, "
+               f"p Bonferroni over those {off.size}")
+    row = dict(rows[k])
+    row["p"] = p_claim if all(np.isfinite(r["p"]) for r in rows) else math.nan
+    row["note"] = f"{row['note']}; {how}" if row["note"] else how
+    return row
+
+
+def bias_null(test_counts, mean_recall: float, n_draws: int, seed: int) -> np.ndarray:
+    """Δm (max − min per-class recall) of a classifier with equal per-class recall ``mean_recall``:
+    per class Binomial(n_c, mean_recall) / n_c on a test set with ``test_counts[c]`` samples."""
+    n = np.asarray(test_counts, dtype=np.int64)
+    if n.ndim != 1 or n.size < 2 or (n < 1).any():
+        raise ValueError(f"test_counts must give >= 1 test sample for each of >= 2 classes, got {n}")
+    rng = np.random.default_rng(seed)
+    r = rng.binomial(n, mean_recall, size=(n_draws, n.size)) / n
+    return r.max(1) - r.min(1)
+
+
+def correlation(claim: C.Claim, x, y, level: float = 0.95) -> dict:
+    """Pearson r of paired values (here: classes), Fisher-z interval, t-test of ρ = 0 (two-sided).
+
+    The MDE is the smallest |ρ| the test detects with 80 % power at this n (Fisher-z approximation).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y, n = x[ok], y[ok], int(ok.sum())
+    note = f"{(~ok).sum()} classes undefined" if (~ok).any() else ""
+    if n < 4 or np.std(x) == 0 or np.std(y) == 0:
+        return C.custom(claim, n=n, estimate=math.nan, ci=(math.nan, math.nan), p=math.nan,
+                        kind="correlation", note=(note + "; " if note else "") + "too few classes")
+    res = sps.pearsonr(x, y)
+    ci = res.confidence_interval(level)
+    z = (sps.norm.ppf(1 - C.ALPHA / 2) + sps.norm.ppf(C.POWER)) / math.sqrt(n - 3)
+    return C.custom(claim, n=n, estimate=float(res.statistic), ci=(float(ci.low), float(ci.high)),
+                    p=float(res.pvalue), mde=float(np.tanh(z)), kind="correlation", note=note)
+
+
+def _wide(scores: pd.DataFrame) -> dict:
+    """Per score: the (parameter, i, j) keys and, per (metric, strategy), Δhe / avg aligned on them
+    (one pivot for all claims; NaN where a strategy has no row for a key)."""
+    w = scores.assign(_row=1.0).set_index(["score", "parameter", "i", "j", "strategy"])[
+        ["delta_he", "avg", "_row"]]
+    if not w.index.is_unique:
+        raise ValueError("scores must have one row per (score, parameter, i, j, strategy)")
+    out = {}
+    for score, part in w.unstack("strategy").groupby(level="score", sort=False):
+        idx = part.index
+        keys = {k: idx.get_level_values(k).to_numpy() for k in ("parameter", "i", "j")}
+        arr = part.to_numpy(dtype=float)
+        out[score] = (keys, {col: arr[:, k] for k, col in enumerate(part.columns)})
+    return out
+
+
+def _changes(wide: dict, strategy: str, metric: str, score: str, against: str = "none") -> pd.DataFrame:
+    """:func:`fairbook.hbr.paired_changes` on the table of :func:`_wide`."""
+    keys, cols = wide[score]
+    has_a = np.isfinite(cols.get(("_row", strategy), np.full(len(keys["i"]), np.nan)))
+    has_b = np.isfinite(cols.get(("_row", against), np.full(len(keys["i"]), np.nan)))
+    if not has_a.any() or (has_a != has_b).any():
+        raise ValueError(f"{strategy!r} and {against!r} rows must pair one to one on (parameter, i, j)")
+    sign = 1.0 if metric == "avg" else -1.0
+    d = sign * (cols[(metric, strategy)] - cols[(metric, against)])
+    return pd.DataFrame({**{k: v[has_a] for k, v in keys.items()}, "d": d[has_a]})
+
+
+def _nested(claim, rows):
+    return C.nested(claim, rows["d"], rows["i"])
+
+
+def _has(scores: pd.DataFrame | None, *strategies: str) -> bool:
+    return scores is not None and set(strategies) <= set(scores["strategy"])
+
+
+def claims(cs1_scores: pd.DataFrame | None, cs2_scores: pd.DataFrame | None, recall, test_counts, *,
+           kept_margin: float = KEPT_MARGIN, n_null: int = 2000, seed: int = 0,
+           sections: dict | None = None) -> pd.DataFrame:
+    """The HBR paper's claims against this run, judged with :mod:`fairbook.claims` (Holm over them).
+
+    Parameters
+    ----------
+    cs1_scores, cs2_scores : DataFrame or None
+        The ``scores`` of :func:`fairbook.hbr.case_study_1` / :func:`~fairbook.hbr.case_study_2`
+        (columns ``parameter, strategy, score, i, j``, the Δ metrics, ``avg`` and ``c0 …`` per class).
+        Claims whose strategies the run does not have are left out.
+    recall : array, shape (n_models, C)
+        Per-class test recall of each model of the baseline (AUM) ensemble (Fig. 1).
+    test_counts : array, shape (C,)
+        Test samples per class (for the equal-recall null of "class bias exists").
+    kept_margin : float
+        Equivalence margin (recall, ±) of "class-averaged recall is kept".
+    n_null, seed : int
+        Draws and seed of the equal-recall null.
+    sections : dict, optional
+        MyST labels of the sections: keys ``fig1``, ``cs1``, ``overall``, ``cs2``, ``fig7``.
+
+    Returns
+    -------
+    DataFrame with the columns of :data:`fairbook.claims.COLUMNS` (``chapter = "hbr"``).
+    """
+    sec = {"fig1": "hbr-fig1", "cs1": "hbr-cs1", "overall": "hbr-overall", "cs2": "hbr-cs2",
+           "fig7": "hbr-fig7", **(sections or {})}
+    rows = []
+
+    # -- Fig. 1: class bias in balanced data ----------------------------------------------------------
+    recall = np.atleast_2d(np.asarray(recall, dtype=float))
+    r_ens = recall.mean(0)
+    observed = metrics.delta_max(r_ens)
+    null = bias_null(test_counts, float(r_ens.mean()), n_null, seed)
+    rows.append(C.permutation(C.Claim(
+        key="hbr_bias_exists", claim="class bias exists in data-balanced datasets",
+        source="Fig. 1, §1", paper="CIFAR-10: cat recall 89 % vs 95 % class average",
+        quantity="recall gap Δm (max − min class recall) of the baseline ensemble minus that of a "
+                 "classifier with equal per-class recall on this test set (> 0: bias)",
+        unit="draw of the equal-recall (binomial) null over test samples", section=sec["fig1"]),
+        observed, null))
+
+    w1 = None if cs1_scores is None else _wide(cs1_scores)
+    w2 = None if cs2_scores is None else _wide(cs2_scores)
+
+    # -- case study 1 -----------------------------------------------------------------------------------
+    if _has(cs1_scores, "holdout"):
+        ch = _changes(w1, "holdout", "delta_he", "recall")
+        rows.append(every_level(C.Claim(
+            key="hbr_cs1_holdout_recall", claim="CS1: HBR with holdout oversampling lowers the recall "
+            "gap Δhe at every pruning rate", source="Table D1, §4",
+            paper="t = 3.72 … 9.22, all p < 0.05; Δhe ≈ 0.01 lower (CIFAR-10)",
+            quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
+            section=sec["cs1"], paper_effect=0.01), ch, _nested, "rate"))
+        ch = _changes(w1, "holdout", "delta_he", "precision")
+        ch["d"] = -ch["d"]
+        rows.append(C.nested(C.Claim(
+            key="hbr_cs1_holdout_precision", claim="CS1: meanwhile the precision gap Δhe grows",
+            source="Table D1, Fig. 5", paper="t = −0.94 … −2.90 (all < 0)",
+            quantity="precision Δhe, resampled − base on the same (i, j), mean over rates "
+                     "(> 0: larger gap)", unit=UNIT, section=sec["cs1"]), ch["d"], ch["i"]))
+        for other in ("random", "smote"):
+            if _has(cs1_scores, other):
+                ch = _changes(w1, "holdout", "delta_he", "recall", against=other)
+                name = "SMOTE" if other == "smote" else other
+                rows.append(C.nested(C.Claim(
+                    key=f"hbr_cs1_holdout_vs_{other}",
+                    claim=f"CS1: holdout oversampling reduces Δhe more than {name} oversampling",
+                    source="Table D1, §4", paper="mean t over rates: holdout 6.2, random 1.0, SMOTE 2.3",
+                    quantity=f"recall Δhe({other}) − Δhe(holdout) on the same (rate, i, j), mean over "
+                             f"rates (> 0: holdout closes the gap more)", unit=UNIT, section=sec["cs1"]),
+                    ch["d"], ch["i"]))
+        ch = _changes(w1, "holdout", "avg", "recall")
+        rows.append(nested_equivalence(C.Claim(
+            key="hbr_cs1_avg_recall_kept", claim="CS1: class-averaged recall is kept",
+            source="Table D5, Fig. 8", paper="t = 0.07 … 1.43 (no significant drop)",
+            quantity=f"class-averaged recall, resampled (holdout) − base, mean over rates; kept if "
+                     f"within ±{kept_margin:g}", unit=UNIT, section=sec["overall"]),
+            ch["d"], ch["i"], kept_margin))
+
+    # -- case study 2 -----------------------------------------------------------------------------------
+    if _has(cs2_scores, "hEDM"):
+        ch = _changes(w2, "hEDM", "delta_he", "recall")
+        rows.append(every_level(C.Claim(
+            key="hbr_cs2_hedm_recall", claim="CS2: the hardest generated samples (hEDM) lower the recall "
+            "gap Δhe at every α", source="Table D3, §4",
+            paper="t = 5.75, 17.71, 12.31; Δhe 0.043 → 0.029 (CIFAR-10)",
+            quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
+            section=sec["cs2"], paper_effect=0.014), ch, _nested, "α", "values of α"))
+        for other, paper in (("rEDM", "α = 1: t 5.75 (hEDM) vs 1.96 (rEDM); α = 3: 17.71 vs 3.91"),
+                             ("random", "random t = −0.15, 1.83, 2.82 vs hEDM 5.75, 17.71, 12.31"),
+                             ("smote", "SMOTE t = 1.61, 1.15, 1.81 vs hEDM 5.75, 17.71, 12.31")):
+            if _has(cs2_scores, other):
+                ch = _changes(w2, "hEDM", "delta_he", "recall", against=other)
+                name = "SMOTE" if other == "smote" else other
+                rows.append(C.nested(C.Claim(
+                    key=f"hbr_cs2_hedm_vs_{other.lower()}",
+                    claim=f"CS2: hEDM reduces Δhe more than {name} oversampling",
+                    source="Table D3, §4", paper=paper,
+                    quantity=f"recall Δhe({other}) − Δhe(hEDM) on the same (α, i, j), mean over α "
+                             f"(> 0: hEDM closes the gap more)", unit=UNIT, section=sec["cs2"]),
+                    ch["d"], ch["i"]))
+
+    # -- Fig. 7: recall and precision aligned ---------------------------------------------------------
+    if cs2_scores is not None:
+        base = cs2_scores[cs2_scores["strategy"] == "none"]
+        base = base[base["parameter"] == base["parameter"].iloc[0]]  # the base models, listed once
+        cls = sorted((c for c in base.columns if c[:1] == "c" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+        r = base[base.score == "recall"][cls].mean().to_numpy()
+        with np.errstate(all="ignore"):
+            p = base[base.score == "precision"][cls].mean(skipna=True).to_numpy()
+        rows.append(correlation(C.Claim(
+            key="hbr_align", claim="per-class recall and precision are aligned",
+            source="Fig. 7, §4", paper="Pearson 0.94 (CIFAR-10), 0.90 (CIFAR-100)",
+            quantity="Pearson r over classes of the base models' mean per-class recall and precision "
+                     "(> 0: aligned)", unit="class", section=sec["fig7"], paper_effect=0.94), r, p))
+    return C.table(rows, chapter="hbr")
+
+
+def glue_context(claims_table: pd.DataFrame, **values) -> None:
+    """Glue what the chapter's prose cites beside :func:`fairbook.claims.glue`: ``hbr_<name>`` for each
+    keyword value (design sizes, margins), and "not run" for every claim of :data:`CLAIM_KEYS` the
+    run left out (its strategies were not in the profile), so that the prose's references resolve."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(f"hbr_{name}", C.Text(f"{value:g}" if isinstance(value, float) else str(value)), display=False)
+    for key in CLAIM_KEYS:
+        if key not in set(claims_table["key"]):
+            for suffix in ("verdict", "estimate", "p", "n"):
+                glue(f"{key}_{suffix}", C.Text("not run"), display=False)
