@@ -107,7 +107,7 @@ def test_list_shows_parameters_types_profiles_meanings(capsys, project):
     out = capsys.readouterr().out
     assert "mime:" in out and "toy:" in out
     assert "trials (int) — training sets per beta" in out
-    assert "smoke=4, default=300, paper=2000" in out
+    assert "smoke=4, default=2000, paper=2000" in out
     assert "allowed: an integer, a value >= 4" in out
 
 
