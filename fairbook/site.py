@@ -108,6 +108,11 @@ def _num(x, digits: int = 3) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}".replace("-", "−")
 
 
+def _p(x) -> str:
+    x = float(x)
+    return "< 0.0001" if 0 <= x < 1e-4 else _num(x, 2)
+
+
 def scorecard_page(runs: list[runner.Run]) -> str:
     """The "Scorecard" page: every claim of every chapter's run with its estimate, interval, test and
     verdict (from ``results/claims.csv``, see :mod:`fairbook.claims`), and a summary line per paper."""
@@ -136,15 +141,15 @@ def scorecard_page(runs: list[runner.Run]) -> str:
             continue
         df = pd.read_csv(path, dtype={"note": str, "section": str}).fillna({"note": "", "section": ""})
         lines += [f"**{C.summary(df)}** (profile `{p['profile']}`, run `{r.path.name}`).", "",
-                  "| claim | paper | this run: estimate [95 % CI] | unit (n) | p (Holm) | MDE | verdict |",
+                  "| verdict | claim | paper | this run: estimate [95 % CI] | unit (n) | p (Holm) | MDE |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for _, c in df.iterrows():
             where = (f"{{ref}}`{c.section}`" if c.section else f"{{doc}}`chapters/{p['chapter']}`")
-            note = f" ({_cell(c.note)})" if c.note else ""
+            note = f" *{_cell(c.note)}*" if c.note else ""
             lines.append(
-                f"| {_cell(c.claim)} ({where}) | {_cell(c.source)}: {_cell(c.paper)} "
-                f"| {_cell(c.quantity)}: {_num(c.estimate)} [{_num(c.ci_low)}, {_num(c.ci_high)}] "
-                f"| {_cell(c.unit)} ({int(c.n)}) | {_num(c.p_holm, 2)} | {_num(c.mde)} "
-                f"| {{{_BADGE[c.verdict]}}}`{c.verdict}`{note} |")
+                f"| {{{_BADGE[c.verdict]}}}`{c.verdict}` | {_cell(c.claim)} ({where}){note} "
+                f"| {_cell(c.source)}: {_cell(c.paper)} "
+                f"| {_cell(c.quantity)}: **{_num(c.estimate)}** [{_num(c.ci_low)}, {_num(c.ci_high)}] "
+                f"| {_cell(c.unit)} ({int(c.n)}) | {_p(c.p_holm)} | {_num(c.mde)} |")
         lines.append("")
     return "\n".join(lines) + "\n"

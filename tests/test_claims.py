@@ -204,6 +204,7 @@ def test_scorecard_page_from_runs(tmp_path):
     assert "{bdg-success}`reproduced`" in page and "{bdg-secondary}`inconclusive`" in page
     assert "{ref}`alpha-sec`" in page and "{doc}`chapters/beta`" in page
     assert "A \\| B" in page  # a table cell cannot break the row
+    assert site._p(1e-9) == "< 0.0001" and site._p(0.0123) == "0.012" and site._p(float("nan")) == "n/a"
     assert "wrote no claims table" in page
 
 
