@@ -1097,3 +1097,36 @@ def input_files(values: dict) -> dict[str, Path]:
                 "(.safetensors or a state dict)")
         out["weights"] = path
     return out
+
+
+def arrays(d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, y, s)`` of an in-memory coloured dataset (s = its colour group)."""
+    return d.X.astype(np.float32), d.y.astype(np.int64), d.groups["color"].astype(np.int64)
+
+
+def colored_setting(dataset: str, root, n_real: int, ratios: Sequence[float], seed: int) -> dict:
+    """The chapter's setting on coloured digits / clothes: ``{"train", "val", "test"}`` as ``(X, y, s)``,
+    ``"generator_pool"`` and ``"names"`` (class names, group names).
+
+    The train split is halved: the biased real set D_R (cell ratios ``ratios``, ``n_real`` images) comes
+    from one half, the generator's own training images from the other -- the paper's generator never
+    saw the real training set.
+    """
+    from . import data as _data
+
+    full = _data.load(dataset, "train", root=root, seed=seed, bias=0.5)
+    half = np.random.default_rng([seed, 7]).permutation(len(full.y))
+    real_half, gen_half = full.subset(np.sort(half[: len(half) // 2])), full.subset(np.sort(half[len(half) // 2:]))
+    D_R = _data.images.biased_cells(real_half, "color", n_real, ratios, seed=np.random.default_rng([seed, 2]))
+    return {"train": arrays(D_R),
+            "val": arrays(_data.load(dataset, "val", root=root, seed=seed, bias=0.5)),
+            "test": arrays(_data.load(dataset, "test", root=root, seed=seed, bias=0.5)),
+            "generator_pool": gen_half, "names": (D_R.classes, D_R.group_names["color"])}
+
+
+def subsample(X, y, s, n: int, rng: np.random.Generator):
+    """``n`` rows of ``(X, y, s)`` drawn without replacement, kept in their order (all when n ≥ len)."""
+    if not n or n >= len(y):
+        return X, y, s
+    keep = np.sort(rng.choice(len(y), n, replace=False))
+    return take(X, keep), y[keep], s[keep]

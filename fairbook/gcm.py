@@ -1241,3 +1241,37 @@ def check_parameters(values: dict) -> None:
             bad(name, "needs at least one value")
     if "image_seeds" in values and "n_seeds" in values and values["image_seeds"] > values["n_seeds"]:
         bad("image_seeds", f"cannot exceed n_seeds = {values['n_seeds']} (Table 5 uses the first seeds)")
+
+
+def load_splits(name: str, *, root=None, seed: int = 0, celeba_target: str = "Wavy_Hair",
+                image_size: int = 64, skew: float = 0.95, color_bias: float = 0.9) -> dict:
+    """train/val/test of a chapter dataset as ``(X, y, a)`` with a = 1 the privileged group (GCM §2.1).
+
+    Adult: a = male (fair-mixup layout); COMPAS: a = Caucasian; CelebA: a = female (GCM §4.1: both
+    tasks disfavour men; X stays the on-disk dataset); ``skewed-*`` (CIFAR-10S analog) and the coloured
+    digits: a = colour (semi-synthetic).
+    """
+    from . import data as _data
+
+    out = {}
+    for split in ("train", "val", "test"):
+        if name == "adult":
+            d = _data.load("adult", split, root=root, seed=seed, layout="fair-mixup")
+            a = d.groups["sex"]
+        elif name == "compas":
+            d = _data.load("compas", split, root=root, seed=seed)
+            a = 1 - d.groups["race"]
+        elif name == "celeba":
+            d = _data.load("celeba", split, root=root, target=celeba_target, sensitive="Male",
+                           image_size=image_size)
+            a = 1 - d.groups["Male"]
+            out[split] = (d, d.y.astype(np.int64), a.astype(np.int64))  # images stay on disk
+            continue
+        elif name.startswith("skewed-"):
+            d = _data.load(name, split, root=root, seed=seed, skew=skew)
+            a = d.groups["color"]
+        else:
+            d = _data.load(name, split, root=root, seed=seed, bias=color_bias)
+            a = d.groups["color"]
+        out[split] = (d.X.astype(np.float32), d.y.astype(np.int64), a.astype(np.int64))
+    return out

@@ -11,8 +11,8 @@ oversampling, and the paired experiment design of the paper's appendices B-C.
 * experiments: :class:`Recipe`, :func:`train_ensemble`, :func:`evaluate_pairs`, :func:`ttest_table`
   (the paper's naive model-level tests);
 * analysis at the unit of the resampled dataset: :func:`paired_changes`, :func:`dataset_ttest`,
-  :func:`table_tests` (the Table D1-D6 analogs, Holm within a table) and :func:`claims` (the paper's
-  claims, in :mod:`fairbook.hbr_claims`).
+  :func:`table_tests` (the Table D1-D6 analogs, Holm within a table); the paper's claims are in
+  :mod:`fairbook.hbr_claims`.
 
 The class-bias metrics themselves (eqs. 7-11) live in :mod:`fairbook.metrics`, the t-test and seed
 scheme in :mod:`fairbook.stats`.
@@ -648,10 +648,3 @@ def table_tests(scores: pd.DataFrame, metrics: Sequence[str] = BIAS_METRICS, alp
     out["p_holm"] = holm(out["p"]) if len(out) else []
     out["significant"] = out["p_holm"] < alpha
     return out
-
-
-def claims(*args, **kwargs) -> pd.DataFrame:
-    """The paper's claims against a run (:func:`fairbook.hbr_claims.claims`)."""
-    from .hbr_claims import claims as _claims
-
-    return _claims(*args, **kwargs)
