@@ -71,7 +71,7 @@ def run_claims(rng, cs1_eff, cs2_eff, *, recall=None, counts=None, **kw):
     counts = np.full(N_CLASSES, 200) if counts is None else counts
     if recall is None:  # an equal-recall classifier: the null of "class bias exists"
         recall = rng.binomial(counts, 0.8, size=(3, N_CLASSES)) / counts
-    return hbr.claims(cs1, cs2, recall, counts, n_null=400, seed=int(rng.integers(1 << 30)))
+    return hbr_claims.claims(cs1, cs2, recall, counts, n_null=400, seed=int(rng.integers(1 << 30)))
 
 
 NULL1 = dict.fromkeys(CS1, 0.0)
@@ -228,7 +228,7 @@ def test_claims_skip_strategies_the_run_lacks(fast_mde):
     rng = np.random.default_rng(7)
     cs1 = study_scores(rng, ("random",), {"random": 0.0})
     cs2 = study_scores(rng, ("hEDM",), {"hEDM": 0.0})
-    out = hbr.claims(cs1, cs2, np.full((1, N_CLASSES), 0.8), np.full(N_CLASSES, 100), n_null=100)
+    out = hbr_claims.claims(cs1, cs2, np.full((1, N_CLASSES), 0.8), np.full(N_CLASSES, 100), n_null=100)
     assert list(out.key) == ["hbr_bias_exists", "hbr_cs2_hedm_recall", "hbr_align"]
 
 
@@ -236,7 +236,7 @@ def test_claims_with_the_real_mde_once():
     """One run through the real claims.mde_t (seconds): the underpowered note uses the paper's effect."""
     rng = np.random.default_rng(8)
     cs1 = study_scores(rng, ("holdout",), {"holdout": 0.0}, levels=(0.5,), n_i=2, n_j=2, sd_data=0.05)
-    out = hbr.claims(cs1, None, np.full((1, N_CLASSES), 0.8), np.full(N_CLASSES, 100), n_null=100)
+    out = hbr_claims.claims(cs1, None, np.full((1, N_CLASSES), 0.8), np.full(N_CLASSES, 100), n_null=100)
     row = out.set_index("key").loc["hbr_cs1_holdout_recall"]
     assert row["verdict"] == "inconclusive" and row["mde"] > 0.01
     assert "underpowered" in row["note"] and row["paper_effect"] == 0.01
