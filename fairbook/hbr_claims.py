@@ -1,4 +1,4 @@
-"""The HBR paper's claims against a run of the chapter (``fairbook.hbr.claims``).
+"""The HBR paper's claims against a run of the chapter (:func:`claims`).
 
 Every claim is judged with :mod:`fairbook.claims`. The replicated unit of the case studies is the
 **dataset replicate i** (the i-th pruned dataset D^CLP_i in case study 1, the i-th resampled dataset
