@@ -11,8 +11,9 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
   :func:`join` select and concatenate rows of arrays, tensors or ImageTables alike;
 * selective mask generation (SMG, §3.2): :func:`dataset_gradients` (eqs. 1-3),
   :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;
-* selective fine-tuning (SFT, §3.3): :func:`selective_finetune` (eq. 8, through
-  :func:`fairbook.train.fit`);
+* selective fine-tuning (SFT, §3.3): :func:`selective_finetune` (eq. 8) and :func:`finetune`, the one
+  fine-tuning call of every method (through :func:`fairbook.train.fit`); :func:`random_like`, the
+  random mask matched to a selective mask in tensors or in scalars;
 * parameter subsets of the fine-tuning baselines (Tables 3-4): :func:`blocks`, :func:`full`,
   :func:`linear_probe`, :func:`random_selection`, :func:`update_one_block`,
   :func:`freeze_one_block`;
@@ -21,11 +22,13 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
   the authors' order of operations);
 * the chapter's runner hooks: :func:`check_parameters` and :func:`input_files`.
 
-What the authors' code pins down (see REFERENCE.md): the mask is computed per parameter tensor
-(``level="tensor"``, Δ = mean over the tensor of |g_a − g_b|; ``k`` counts tensors, ResNet-18 has
-62); the gradients are measured with the model in ``train()`` mode; during fine-tuning BatchNorm
-running statistics of frozen layers still move (``freeze_bn_stats=False``). The paper's text
-describes the scalar-wise variant, available as ``level="element"``.
+The paper (§3.2: "Rather than considering fine-grained, scalar-wise parameters, we select
+parameters at the level of weights and biases") and the authors' code agree: the mask is computed
+per parameter tensor (``level="tensor"``, Δ = mean over the tensor of |g_a − g_b|; ``k`` counts
+tensors, ResNet-18 has 62). The scalar-wise variant the paper rejects is available as
+``level="element"``, a labelled variant. The gradients are measured with the model in ``train()``
+mode on shuffled batches; during fine-tuning BatchNorm running statistics of frozen layers still move
+(``freeze_bn_stats=False``) unless told otherwise, for every method alike (:func:`finetune`).
 
 The metrics themselves live in :mod:`fairbook.metrics`. Cells are ordered (y, s) = (0, 0), (0, 1),
 (1, 0), (1, 1) everywhere, like :data:`fairbook.data.images.AIM_FAIR_RATIOS`.
@@ -55,7 +58,7 @@ from .io import progress_enabled
 __all__ = [
     "CELLS", "LEVELS", "MEASURES", "METRICS",
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
-    "k_for_fraction", "selective_finetune", "blocks", "full", "linear_probe", "random_selection",
+    "k_for_fraction", "selective_finetune", "finetune", "random_like", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
     "take", "join", "celeba_setting", "utkface_setting", "synthetic_table", "check_parameters",
     "input_files",
@@ -112,21 +115,23 @@ def balanced_ratios() -> tuple[float, float, float, float]:
 
 
 # ------------------------------------------------------------------------------ gradients (eqs. 1-3)
-def _batches(X, y, batch_size: int, num_workers: int):
-    """(x, y) batches in order: tensor slices, or a DataLoader over a Dataset of (x, y, index)."""
+def _batches(X, y, order: np.ndarray, batch_size: int, num_workers: int):
+    """(x, y) batches of the rows ``order``: tensor slices, or a DataLoader over a Dataset of
+    (x, y, index)."""
     if isinstance(X, torch.utils.data.Dataset):
-        loader = torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(X, order.tolist()),
+                                             batch_size=batch_size, shuffle=False, num_workers=num_workers)
         for batch in loader:
             yield batch[0], torch.as_tensor(batch[1])
     else:
         X_t, y_t = train._as_tensor(X), train._as_tensor(y).long()
-        for i in range(0, len(X_t), batch_size):
-            yield X_t[i:i + batch_size], y_t[i:i + batch_size]
+        idx = torch.as_tensor(order)
+        for i in range(0, len(idx), batch_size):
+            yield X_t[idx[i:i + batch_size]], y_t[idx[i:i + batch_size]]
 
 
 def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, loss: str = "bce",
-                      train_mode: bool = True, device="auto", seed: int = 0,
+                      train_mode: bool = True, shuffle: bool = True, device="auto", seed: int = 0,
                       num_workers: int = 0) -> dict[str, torch.Tensor]:
     """Gradient of the mean loss over a whole dataset, per parameter tensor (AIM-Fair eqs. 1-3).
 
@@ -134,7 +139,10 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
     loss is weighted by ``n_batch / N``, so the result is the exact gradient of the full-data mean
     loss (for a model whose output for a sample does not depend on the rest of its batch; with
     BatchNorm in train mode the batch statistics make it the size-weighted mean of the per-batch
-    gradients). This differs from the authors' code, which averages the unweighted per-batch mean
+    gradients, so it depends on which samples share a batch). The rows are visited in a seeded
+    random order (``shuffle=True``), as the authors' shuffling DataLoader does: data ordered by
+    (y, s) cell would otherwise make every batch a single cell, and BatchNorm's batch statistics
+    would then drive the gradient differences of eq. 4. This differs from the authors' code, which averages the unweighted per-batch mean
     gradients of a DataLoader with ``drop_last=True`` (the last incomplete batch is skipped); the two
     coincide when ``batch_size`` divides N and the batches hold the same samples.
 
@@ -146,8 +154,10 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
     loss : ``"bce"`` (one logit, BCE-with-logits: the authors' binary loss) or ``"ce"``.
     train_mode : measure in ``train()`` mode (default, as the authors do: BatchNorm normalises with
         batch statistics, dropout is active) or in ``eval()`` mode.
-    seed : seeds dropout (and any other randomness of the forward pass) inside a forked RNG; the
-        global RNG is left untouched.
+    shuffle : visit the rows in the order of a permutation drawn from ``seed`` (default); ``False``
+        keeps the input order.
+    seed : the row permutation and, inside a forked RNG, dropout (and any other randomness of the
+        forward pass); the global RNG is left untouched.
 
     Returns
     -------
@@ -168,6 +178,9 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
         raise _fail(where, "X", "an empty dataset", "at least one sample")
     if not is_dataset and len(y) != n:
         raise _fail(where, "y", f"{len(y)} labels", f"one per row of X ({n})")
+    if not isinstance(shuffle, bool):
+        raise _fail(where, "shuffle", shuffle, "True or False")
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     params = OrderedDict(model.named_parameters())
     if not params:
         raise _fail(where, "model", type(model).__name__, "a model with parameters")
@@ -189,7 +202,7 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
         plist = list(params.values())
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
-            bar = tqdm(_batches(X, y, batch_size, num_workers), total=math.ceil(n / batch_size),
+            bar = tqdm(_batches(X, y, order, batch_size, num_workers), total=math.ceil(n / batch_size),
                        desc="dataset gradients", disable=not progress_enabled(), leave=False)
             for xb, yb in bar:
                 xb, yb = xb.to(dev), yb.to(dev)
@@ -372,7 +385,8 @@ def selective_mask(g_R: Mapping[str, torch.Tensor], g_S1: Mapping[str, torch.Ten
         with the same names and shapes; the order of ``g_R`` fixes the unit order.
     k : top-k size, 1 <= k <= number of units (tensors at tensor level, scalars at element level).
     level : ``"tensor"`` (the authors' code: one unit per weight/bias tensor, Δ = mean over its
-        elements of |g_a − g_b|) or ``"element"`` (the paper's per-scalar text).
+        elements of |g_a − g_b|; the paper's §3.2) or ``"element"`` (one unit per scalar, the
+        variant §3.2 rejects).
     measure : ``"abs"`` (eq. 4) or ``"cosine"`` (Table 4's variant, Δ = 1 − cos(g_a, g_b) per
         tensor; a zero gradient has cosine 0). Cosine needs whole tensors: tensor level only.
 
@@ -459,15 +473,31 @@ def _with_masked_decay(extra_loss, weight_decay: float, names: Sequence[str]):
 def selective_finetune(model: nn.Module, mask: SelectiveMask, X, y=None, *,
                        freeze_bn_stats: bool = False, **fit_kwargs) -> train.FitResult:
     """Selective fine-tuning (AIM-Fair §3.3, eq. 8): θ ← θ − η (M ⊙ ∇θ L) on the balanced
-    synthetic data, through :func:`fairbook.train.fit`.
+    synthetic data: :func:`finetune` with a :class:`SelectiveMask`.
 
-    Tensor level: ``fit(trainable=mask.trainable)`` — every other tensor is frozen
+    Tensor level (the paper's): ``fit(trainable=mask.trainable)`` — every other tensor is frozen
     (``requires_grad=False``, as in the authors' code). Element level: ``trainable`` plus
     ``grad_masks=mask.grad_masks()``; a coupled weight decay (``Optim("sgd"|"adam",
     weight_decay=...)``) would shrink unselected elements of a trained tensor, so it is moved into
     an L2 term of the loss whose gradient is masked like the rest (same update for the selected
     elements, none for the others; the reported ``train_loss`` includes it). AdamW's decoupled
-    decay cannot be masked and is refused at element level.
+    decay cannot be masked and is refused at element level. ``freeze_bn_stats`` and
+    ``fit_kwargs``: as in :func:`finetune`.
+    """
+    if not isinstance(mask, SelectiveMask):
+        raise _fail("selective_finetune", "mask", type(mask).__name__, "a SelectiveMask from selective_mask()")
+    return _finetune("selective_finetune", model, mask, X, y, freeze_bn_stats, fit_kwargs)
+
+
+def finetune(model: nn.Module, selection, X, y=None, *, freeze_bn_stats: bool = False,
+             **fit_kwargs) -> train.FitResult:
+    """Fine-tune the parameters ``selection`` of ``model`` in place, through :func:`fairbook.train.fit`:
+    one function for every method of a comparison, so they share one BatchNorm setting.
+
+    ``selection``: a :class:`SelectiveMask` (SFT, see :func:`selective_finetune`) or a set of
+    parameter names (full fine-tuning, linear probing, random selection, sub-tuning: :func:`full`,
+    :func:`linear_probe`, :func:`random_selection`, :func:`update_one_block`, ...); every other
+    tensor is frozen.
 
     ``freeze_bn_stats``: ``False`` (default, the authors' behaviour): the model trains in
     ``train()`` mode and every BatchNorm layer's running mean/variance keeps updating on the
@@ -479,32 +509,45 @@ def selective_finetune(model: nn.Module, mask: SelectiveMask, X, y=None, *,
     statistics. The flag is restored afterwards. Layers with a trained parameter update as usual.
 
     ``fit_kwargs`` go to :func:`fairbook.train.fit` (``epochs``, ``optim``, ``loss="bce"``,
-    ``val``/``select`` ...); ``trainable`` and ``grad_masks`` come from the mask.
+    ``val``/``select`` ...); ``trainable`` and ``grad_masks`` come from ``selection``.
     """
-    where = "selective_finetune"
-    if not isinstance(mask, SelectiveMask):
-        raise _fail(where, "mask", type(mask).__name__, "a SelectiveMask from selective_mask()")
+    return _finetune("finetune", model, selection, X, y, freeze_bn_stats, fit_kwargs)
+
+
+def _finetune(where: str, model: nn.Module, selection, X, y, freeze_bn_stats, fit_kwargs: dict):
     for key in ("trainable", "grad_masks"):
         if key in fit_kwargs:
-            raise _fail(where, key, "an explicit value", "nothing: the mask sets it")
+            raise _fail(where, key, "an explicit value", "nothing: the selection sets it")
     if not isinstance(freeze_bn_stats, bool):
         raise _fail(where, "freeze_bn_stats", freeze_bn_stats, "True or False")
-    mask.check_model(model, where)
-    trainable = mask.trainable
-    if not trainable:
-        raise _fail(where, "mask", "an empty selection (K1 ∩ K2 = ∅)", "a mask selecting at least "
-                    "one parameter (raise k)")
-    kwargs = dict(fit_kwargs, trainable=trainable)
-    if mask.level == "element":
-        opt = fit_kwargs.get("optim", train.Optim())
-        if opt.weight_decay:
-            if opt.name == "adamw":
-                raise _fail(where, "optim", opt, "weight_decay=0 for 'adamw' at level='element' "
-                            "(its decoupled decay would move unselected elements), or sgd/adam")
-            kwargs["optim"] = dataclasses.replace(opt, weight_decay=0.0)
-            kwargs["extra_loss"] = _with_masked_decay(fit_kwargs.get("extra_loss"),
-                                                      opt.weight_decay, sorted(trainable))
-        kwargs["grad_masks"] = mask.grad_masks()
+    kwargs = dict(fit_kwargs)
+    if isinstance(selection, SelectiveMask):
+        mask = selection
+        mask.check_model(model, where)
+        trainable = mask.trainable
+        if not trainable:
+            raise _fail(where, "mask", "an empty selection (K1 ∩ K2 = ∅)", "a mask selecting at least "
+                        "one parameter (raise k)")
+        if mask.level == "element":
+            opt = fit_kwargs.get("optim", train.Optim())
+            if opt.weight_decay:
+                if opt.name == "adamw":
+                    raise _fail(where, "optim", opt, "weight_decay=0 for 'adamw' at level='element' "
+                                "(its decoupled decay would move unselected elements), or sgd/adam")
+                kwargs["optim"] = dataclasses.replace(opt, weight_decay=0.0)
+                kwargs["extra_loss"] = _with_masked_decay(fit_kwargs.get("extra_loss"),
+                                                          opt.weight_decay, sorted(trainable))
+            kwargs["grad_masks"] = mask.grad_masks()
+    elif isinstance(selection, (set, frozenset, list, tuple)) and all(isinstance(n, str) for n in selection):
+        trainable = set(selection)
+        unknown = trainable - full(model)
+        if not trainable or unknown:
+            raise _fail(where, "selection", f"{len(trainable)} names, unknown {sorted(unknown)[:3]}",
+                        "a non-empty set of the model's parameter names")
+    else:
+        raise _fail(where, "selection", type(selection).__name__,
+                    "a SelectiveMask or a set of parameter names")
+    kwargs["trainable"] = trainable
     frozen_bn = _bn_modules_frozen(model, trainable) if freeze_bn_stats else []
     for mod in frozen_bn:
         mod.track_running_stats = False
@@ -577,6 +620,31 @@ def random_selection(model: nn.Module, fraction: float, seed: int) -> set[str]:
     k = k_for_fraction(names, fraction, "tensor")
     rng = np.random.default_rng(seed)
     return {names[i] for i in rng.choice(len(names), size=k, replace=False)}
+
+
+def random_like(model: nn.Module, mask: SelectiveMask, match: str, seed: int) -> set[str]:
+    """The matched random control of a mask: uniformly drawn parameter tensors with as many
+    tensors as ``mask.trainable`` (``match="tensors"``) or about as many scalar parameters as the
+    mask trains (``match="scalars"``: tensors are added in a random order while the total stays
+    closest to the mask's count, never empty). Against it, SFT's gain is the choice of tensors, not
+    their number or size."""
+    where = "random_like"
+    if not isinstance(mask, SelectiveMask):
+        raise _fail(where, "mask", type(mask).__name__, "a SelectiveMask from selective_mask()")
+    if match not in ("tensors", "scalars"):
+        raise _fail(where, "match", match, "'tensors' or 'scalars'")
+    mask.check_model(model, where)
+    sizes = OrderedDict((n, p.numel()) for n, p in model.named_parameters())
+    names = list(sizes)
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    if match == "tensors":
+        return set(order[:len(mask.trainable)])
+    target, total, out = mask.n_selected_parameters(), 0, set()
+    for n in order:
+        if not out or abs(total + sizes[n] - target) < abs(total - target):
+            out.add(n)
+            total += sizes[n]
+    return out
 
 
 def _block(model: nn.Module, block: str, where: str) -> tuple[dict, list[str]]:

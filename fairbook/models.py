@@ -2,7 +2,8 @@
 
 * :class:`MLP` — MIME's Adult MLP (101-50-50-50-2), GCM's 120-200-200-1, the 784-256-256-10 benchmark.
 * :class:`SmallCNN` — a small CNN for 28x28 (and 32x32) images.
-* :func:`cifar_resnet18` — HBR's "LowRes" ResNet-18: 3x3 stride-1 stem, no max-pool.
+* :func:`cifar_resnet18` — HBR's "LowRes" ResNet-18: 3x3 stride-1 stem, no max-pool; any width
+  (AIM-Fair's narrow ResNet-18 on the CPU).
 * :func:`resnet` — torchvision ResNet-18/34 for 224-pixel inputs (MIME, AIM-Fair), optionally from a
   local weights file (safetensors or a state dict loaded with ``weights_only=True``).
 * :func:`alexnet` — torchvision AlexNet, GCM's CelebA network (GCM §4.1), local weights likewise.
@@ -70,12 +71,35 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def cifar_resnet18(num_classes: int = 10) -> nn.Module:
-    """ResNet-18 for 32x32 images (HBR's "LowRes"): torchvision's BasicBlocks with a 3x3 stride-1
-    stem and no max-pool."""
+def cifar_resnet18(num_classes: int = 10, width: int = 64, stem_stride: int = 1) -> nn.Module:
+    """ResNet-18 for 28x28 / 32x32 images (HBR's "LowRes"): torchvision's BasicBlocks with a 3x3
+    stride-1 stem and no max-pool; a torchvision ``ResNet`` (62 parameter tensors with its head).
+
+    ``width``: channels of the stem and of ``layer1`` (then 2x, 4x, 8x, torchvision's ResNet-18 has
+    64). A narrow ResNet-18 (e.g. ``width=8``, 0.17 M parameters) keeps the architecture's 62
+    tensors at a cost a CPU affords: AIM-Fair's tensor-level selection needs that many to choose from.
+    ``stem_stride=2`` halves the resolution in the stem (about 3x faster on 28x28 images).
+    """
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"cifar_resnet18: width got {width!r}; allowed: an integer >= 1 (64 = ResNet-18)")
+    if stem_stride not in (1, 2):
+        raise ValueError(f"cifar_resnet18: stem_stride got {stem_stride!r}; allowed: 1 or 2")
     model = resnet18(weights=None, num_classes=num_classes)
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
     model.maxpool = nn.Identity()
+    if width != 64:
+        from torchvision.models.resnet import BasicBlock
+        model.bn1 = nn.BatchNorm2d(width)
+        model.inplanes = width
+        for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
+            setattr(model, name, model._make_layer(BasicBlock, width * 2 ** i, 2, stride=1 if i == 0 else 2))
+        model.fc = nn.Linear(8 * width, num_classes)
+        for m in model.modules():  # torchvision's initialisation of the rebuilt layers
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
     return model
 
 

@@ -405,6 +405,99 @@ def test_freeze_bn_stats_keeps_frozen_layers_running_statistics(freeze):
     assert all(torch.equal(params[k], after[k]) for k in params if k not in m.trainable)
 
 
+def test_baselines_honour_freeze_bn_stats_through_finetune():
+    # one BatchNorm setting for every method: a linear probe keeps the frozen layers' statistics
+    X, y = images(40)
+    for freeze in (True, False):
+        model = cnn()
+        buffers = clone_buffers(model)
+        A.finetune(model, A.linear_probe(model), X, y, freeze_bn_stats=freeze, **FIT)
+        now = clone_buffers(model)
+        assert all(torch.equal(buffers[b], now[b]) for b in buffers) == freeze
+    with pytest.raises(ValueError, match="finetune: selection got .1 names, unknown"):
+        A.finetune(cnn(), {"nope"}, X, y, **FIT)
+    with pytest.raises(ValueError, match="finetune: selection got 'int'"):
+        A.finetune(cnn(), 3, X, y, **FIT)
+    with pytest.raises(ValueError, match="finetune: trainable got"):
+        A.finetune(cnn(), {"head.bias"}, X, y, trainable={"head.bias"}, **FIT)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_sft_with_every_tensor_selected_equals_full_finetuning_exactly(freeze):
+    X, y = images(40)
+    base = cnn()
+    n = len(A.full(base))
+    g = {k: torch.randn(p.shape) for k, p in base.named_parameters()}
+    mask = A.selective_mask(g, {k: v * 2 for k, v in g.items()}, {k: -v for k, v in g.items()}, n)
+    assert mask.trainable == A.full(base)
+    sft, fft = cnn(), cnn()
+    A.selective_finetune(sft, mask, X, y, freeze_bn_stats=freeze, **FIT)
+    A.finetune(fft, A.full(fft), X, y, freeze_bn_stats=freeze, **FIT)
+    a, b = sft.state_dict(), fft.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_random_like_matches_the_mask_in_tensors_or_in_scalars():
+    model = SmallCNN(3, 1, (8, 16, 32))
+    sizes = {k: p.numel() for k, p in model.named_parameters()}
+    chosen = {"body.4.weight", "body.5.bias", "head.weight"}
+    m = mask_for(model, chosen)
+    picks = [A.random_like(model, m, "tensors", seed) for seed in range(20)]
+    assert all(len(p) == 3 and p <= set(sizes) for p in picks)
+    assert len({frozenset(p) for p in picks}) > 5                      # random, seeded
+    assert A.random_like(model, m, "tensors", 3) == A.random_like(model, m, "tensors", 3)
+    target = m.n_selected_parameters()
+    for seed in range(20):
+        p = A.random_like(model, m, "scalars", seed)
+        total = sum(sizes[k] for k in p)
+        # greedy: no unpicked tensor would bring the total closer to the mask's count
+        assert all(abs(total + sizes[k] - target) >= abs(total - target) for k in set(sizes) - p)
+    with pytest.raises(ValueError, match="random_like: match got 'bytes'"):
+        A.random_like(model, m, "bytes", 0)
+    with pytest.raises(ValueError, match="random_like: mask got 'set'"):
+        A.random_like(model, chosen, "tensors", 0)
+
+
+def cell_images(n_per_cell=64, seed=0):
+    """Images whose (y, s) cells differ in their channel means, rows ordered cell by cell (as
+    cell_rows returns them): BatchNorm's batch statistics then depend on which cells share a batch."""
+    g = torch.Generator().manual_seed(seed)
+    X, y = [], []
+    for c, (yy, ss) in enumerate(A.CELLS):
+        x = torch.rand(n_per_cell, 3, 8, 8, generator=g) * 0.3
+        x[:, 0 if ss == 0 else 1] += 0.6
+        x[:, 2] += 0.4 * yy
+        X.append(x)
+        y += [yy] * n_per_cell
+    return torch.cat(X), torch.tensor(y)
+
+
+def _gap(a, b):
+    return float(torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a)))
+
+
+def test_batchnorm_gradient_does_not_depend_on_the_input_order():
+    torch.manual_seed(0)
+    model = SmallCNN(3, 1, (4, 6, 8))
+    X, y = cell_images()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(5))
+    kw = dict(batch_size=32, device="cpu")
+    ordered = A.dataset_gradients(model, X, y, **kw)                  # cell-ordered input, shuffled inside
+    mixed = A.dataset_gradients(model, X[perm], y[perm], **kw)
+    between_shuffles = _gap(A.dataset_gradients(model, X, y, seed=1, **kw),
+                            A.dataset_gradients(model, X, y, seed=2, **kw))
+    assert _gap(ordered, mixed) < 2 * between_shuffles
+    # the regime matters: unshuffled single-cell batches move the gradient far more
+    single_cell = A.dataset_gradients(model, X, y, shuffle=False, **kw)
+    assert _gap(single_cell, mixed) > 3 * between_shuffles
+    # without BatchNorm's batch statistics (eval mode) the order does not matter at all
+    ev = dict(kw, train_mode=False)
+    a, b = A.dataset_gradients(model, X, y, shuffle=False, **ev), A.dataset_gradients(model, X[perm], y[perm], **ev)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(ValueError, match="dataset_gradients: shuffle got 1"):
+        A.dataset_gradients(model, X, y, shuffle=1, **kw)
+
+
 # ------------------------------------------------------------------------------------ baselines
 def test_blocks_of_small_cnn_and_resnet18():
     model = cnn()

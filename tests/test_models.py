@@ -125,6 +125,26 @@ def test_cifar_resnet18_built_from_basic_blocks():
     assert n_params(M.cifar_resnet18(10)) == n_params(tv_resnet18(num_classes=10)) + stem_change
 
 
+def test_narrow_cifar_resnet18_keeps_the_62_tensors_at_any_width():
+    wide, narrow = M.cifar_resnet18(1), M.cifar_resnet18(1, width=8, stem_stride=2)
+    assert [n for n, _ in narrow.named_parameters()] == [n for n, _ in wide.named_parameters()]
+    assert len(list(narrow.parameters())) == 62
+    # every conv/bn/fc shrinks by 8x in channels: conv weights ~ 64x fewer scalars
+    shapes = {n: tuple(p.shape) for n, p in narrow.named_parameters()}
+    assert shapes["conv1.weight"] == (8, 3, 3, 3) and shapes["layer4.1.conv2.weight"] == (64, 64, 3, 3)
+    assert shapes["layer2.0.downsample.0.weight"] == (16, 8, 1, 1) and shapes["fc.weight"] == (1, 64)
+    assert narrow.conv1.stride == (2, 2)
+    narrow.eval()
+    with torch.no_grad():
+        assert narrow(torch.randn(2, 3, 28, 28)).shape == (2, 1)
+    assert all(type(b) is BasicBlock for name in ("layer1", "layer2", "layer3", "layer4")
+               for b in getattr(narrow, name))
+    with pytest.raises(ValueError, match="cifar_resnet18: width got 0"):
+        M.cifar_resnet18(1, width=0)
+    with pytest.raises(ValueError, match="cifar_resnet18: stem_stride got 3"):
+        M.cifar_resnet18(1, stem_stride=3)
+
+
 # -------------------------------------------------------------------------------------- resnet
 
 @pytest.mark.parametrize("depth, builder, num_classes, expected", [
