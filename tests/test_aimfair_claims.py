@@ -22,7 +22,13 @@ def settings(E, level="tensor", topk=TOPK, table5=True):
     """(table, method) -> (fairness gain g in pp: WST + g, EO − g; accuracy shift in pp) when every
     claim's true effect in the paper's direction is E."""
     out = {M["erm"]: (0, 0), M["fft"]: (E, 0), M["sft"]: (2 * E, 0), M["supplement"]: (0, 0),
-           M["repair"]: (0, 0), M["synthetic"]: (0, -E), M["cosine"]: (E, 0)}
+           M["repair"]: (0, 0), M["synthetic"]: (0, -E), M["cosine"]: (E, 0), M["lp"]: (E, 0),
+           M["random_tensors"]: (E, 0), M["random_scalars"]: (E, 0), M["nolabels"]: (2 * E, 0),
+           M["jtt"]: (E, 0), M["cvar"]: (E, 0), ("contexts", "1 contexts"): (0, 0),
+           ("contexts", "2 contexts"): (0, 0), ("contexts", "4 contexts"): (E, 0)}
+    for pct in (50, 25, 10):
+        out[("table2", f"ERM, {pct}% real")] = (0, 0)
+        out[("table2", f"AIM-Fair (SFT), {pct}% real")] = (E, 0)
     out.update({r: (E, 0) for r in RIVALS})
     if level == "element":
         out[("table4", "SFT (tensor-wise)")] = (2 * E, 0)
@@ -51,6 +57,7 @@ def make_runs(rng, E=0.0, n_seeds=3, sd=1.0, acc_sd=None, acc_gap=0.0, seed_sd=3
             noise = rng.normal(0, [sd, sd, acc_sd, sd, sd])
             rows.append({"table": table, "method": method, "seed": int(s),
                          "wst": (70 + e[0] + g + noise[0]) / 100, "eo": (20 + e[1] - g + noise[1]) / 100,
+                         "eo_max": (20 + e[1] - g + noise[1]) / 100,
                          "acc": (85 + e[2] + a + noise[2]) / 100,
                          "val_wst": (70 + e[0] + g + noise[3]) / 100,
                          "val_eo": (20 + e[1] - g + noise[4]) / 100, "val_acc": 0.85})
@@ -184,3 +191,20 @@ def test_jaccard_of_masks():
     # K1 = {a, b} (ties in Δ1 go to the first tensors); K2 = the two largest Δ2
     ref, same, other = mask([3, 2, 1]), mask([5, 4, 0]), mask([0, 2, 3])  # {a, b}, {a, b}, {b}
     assert AC.jaccard(same, ref) == 1.0 and AC.jaccard(other, ref) == pytest.approx(1 / 2)
+
+
+def test_eo_claims_compare_the_papers_max_gap_and_lr_chosen_on_validation():
+    runs = make_runs(np.random.default_rng(7), E=2.0, sd=0.01)
+    runs["eo"] = 0.5          # eq. 9's mean carries no effect here: the claims must not read it
+    out = AC.claims(runs).set_index("key")
+    assert out.loc["aimfair_sft_eo", "estimate"] == pytest.approx(2.0, abs=0.1)
+    assert "max gap" in out.loc["aimfair_sft_eo", "quantity"]
+    lr = pd.DataFrame({"table": "lr search", "method": "SFT", "seed": [0, 1, 0, 1, 0, 1],
+                       "lr": [0.01, 0.01, 0.03, 0.03, 0.1, 0.1],
+                       "val_wst": [0.5, 0.7, 0.8, 0.6, 0.9, 0.1], "wst": [1, 1, 0, 0, 0, 0]})
+    assert AC.chosen(lr, "lr search", "SFT") == 0.03           # best seed mean on validation (0.7)
+    assert AC.chosen(lr, "lr search", "SFT", higher=False) == 0.1
+    with pytest.raises(ValueError, match="no runs of"):
+        AC.chosen(lr, "lr search", "FFT")
+    with pytest.raises(ValueError, match="setting column 'epochs'"):
+        AC.chosen(lr, "lr search", "SFT", by="epochs")
