@@ -60,7 +60,8 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "finetune", "random_like", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
-    "take", "join", "celeba_setting", "utkface_setting", "synthetic_table", "check_parameters",
+    "take", "join", "context_cell_size", "context_rows", "subsample", "celeba_setting",
+    "utkface_setting", "synthetic_table", "check_parameters",
     "input_files",
 ]
 
@@ -844,6 +845,49 @@ def _check_ratios(where: str, ratios) -> tuple[float, ...]:
     return r
 
 
+def context_cell_size(y, s, contexts, counts: Sequence[int]) -> int:
+    """Images per (y, s) cell that :func:`context_rows` can draw for every number of contexts in
+    ``counts``: the smallest (cell, context) group of the pool bounds a one-context draw, and the size
+    is rounded down to a multiple of every count so that each context gets an equal share."""
+    where = "context_cell_size"
+    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1 for c in counts):
+        raise _fail(where, "counts", counts, "a non-empty list of integers >= 1")
+    y, s, contexts = (np.asarray(v) for v in (y, s, contexts))
+    smallest = min(int(((y == yy) & (s == ss) & (contexts == k)).sum())
+                   for yy, ss in CELLS for k in np.unique(contexts))
+    step = math.lcm(*[int(c) for c in counts])
+    n = smallest - smallest % step
+    if n < 1:
+        raise _fail(where, "pool", f"{smallest} images in its smallest (cell, context) group",
+                    f"at least {step} (the lcm of counts) per group")
+    return n
+
+
+def context_rows(y, s, contexts, n_per_cell: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of a balanced synthetic training set whose cells each cover ``count`` contexts
+    (the analog of Table 5's number of prompts): per (y, s) cell, ``count`` of the contexts present
+    are drawn at random and ``n_per_cell / count`` images of each, without replacement. Every count
+    gives the same number of images per cell, so the sets differ only in how many contexts they
+    span."""
+    where = "context_rows"
+    y, s, contexts = (np.asarray(v) for v in (y, s, contexts))
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1 or n_per_cell % count:
+        raise _fail(where, "count", count, f"an integer >= 1 dividing n_per_cell ({n_per_cell})")
+    out = []
+    for yy, ss in CELLS:
+        cell = (y == yy) & (s == ss)
+        present = np.unique(contexts[cell])
+        if count > len(present):
+            raise _fail(where, "count", count, f"at most the {len(present)} contexts of cell ({yy}, {ss})")
+        for k in rng.choice(present, count, replace=False):
+            rows = np.flatnonzero(cell & (contexts == k))
+            if len(rows) < n_per_cell // count:
+                raise _fail(where, "n_per_cell", n_per_cell, f"at most {len(rows) * count} for cell "
+                            f"({yy}, {ss}) (context {k} has {len(rows)} images)")
+            out.append(rng.choice(rows, n_per_cell // count, replace=False))
+    return np.concatenate(out).astype(np.int64)
+
+
 def celeba_setting(root, target: str = "Smiling", protected: str = "Male", n_real: int = 20000,
                    ratios: Sequence[float] = AIM_FAIR_RATIOS, seed: int = 0,
                    image_size: int | None = 224) -> dict[str, tuple[ImageTable, np.ndarray, np.ndarray]]:
@@ -1077,9 +1121,10 @@ def aggregate(rows, by: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ the chapter's runner hooks
-_FRACTION_PARAMS = ("top_k", "topk_sweep", "random_fractions")
+_FRACTION_PARAMS = ("top_k", "topk_sweep", "random_fractions", "real_fractions")
 _LIST_PARAMS = ("channels", "topk_sweep", "syn_bias_sweep", "syn_amounts", "random_fractions",
-                "context_bins")
+                "context_bins", "ft_lrs", "real_fractions", "context_counts")
+_SMALL_MODELS = ("cnn", "narrow-resnet18")  #: networks for the 28x28 datasets
 _SMALL_DATASETS = ("colored-mnist", "colored-fashion-mnist")
 _FACE_DATASETS = ("celeba", "utkface")  #: the paper's datasets (§4.1), read from disk, fine-tuned on SD images
 
@@ -1089,12 +1134,12 @@ def check_parameters(values: dict) -> None:
     (:mod:`fairbook.runner`); raises :class:`fairbook.params.ParameterError` naming the parameter.
     Only the keys present in ``values`` are checked.
 
-    ``real_bias`` and every ``syn_bias_sweep`` entry must parse with :func:`bias_ratios`; ``top_k``
+    ``real_bias``, ``test_bias`` and every ``syn_bias_sweep`` entry must parse with :func:`bias_ratios`; ``top_k``
     and every ``topk_sweep`` / ``random_fractions`` entry lie in (0, 1] (shares of the parameter
     tensors, :func:`k_for_fraction`); the list parameters are non-empty; ``dataset='celeba'`` and
     ``dataset='utkface'`` need ``sd_images`` (the synthetic fine-tuning data) and, with
     ``model='resnet18'``, ``weights`` (the paper fine-tunes an ImageNet-pretrained ResNet-18);
-    ``model='cnn'`` is the small CNN for the 28×28 datasets, not for CelebA or UTKFace.
+    ``model='cnn'`` and ``'narrow-resnet18'`` are for the 28×28 datasets, not for CelebA or UTKFace.
     """
     from .params import ParameterError
 
@@ -1105,11 +1150,12 @@ def check_parameters(values: dict) -> None:
         if name in values and len(values[name]) == 0:
             bad(name, "needs at least one value")
     ratio = "a minority:majority ratio 'a:b' with 0 <= a <= b and b > 0 (e.g. '1:9'; '1:1' is balanced)"
-    if "real_bias" in values:
-        try:
-            bias_ratios(values["real_bias"])
-        except ValueError:
-            bad("real_bias", f"must be {ratio}")
+    for name in ("real_bias", "test_bias"):
+        if name in values:
+            try:
+                bias_ratios(values[name])
+            except ValueError:
+                bad(name, f"must be {ratio}")
     for entry in values.get("syn_bias_sweep", []):
         try:
             bias_ratios(entry)
@@ -1125,8 +1171,8 @@ def check_parameters(values: dict) -> None:
                 bad(name, f"every entry must be {share}; {f!r} is not" if many else f"must be {share}")
     dataset, model = values.get("dataset"), values.get("model")
     if dataset in _FACE_DATASETS:
-        if model == "cnn":
-            bad("model", "cnn is the small CNN for the 28x28 datasets (" + ", ".join(_SMALL_DATASETS)
+        if model in _SMALL_MODELS:
+            bad("model", f"{model} is a network for the 28x28 datasets (" + ", ".join(_SMALL_DATASETS)
                 + f"): use resnet18 for dataset={dataset!r}")
         if "sd_images" in values and not values["sd_images"]:
             bad("sd_images", f"dataset={dataset!r} fine-tunes on Stable Diffusion images: pass -p "
@@ -1192,9 +1238,18 @@ def colored_setting(dataset: str, root, n_real: int, ratios: Sequence[float], se
             "generator_pool": gen_half, "names": (D_R.classes, D_R.group_names["color"])}
 
 
-def subsample(X, y, s, n: int, rng: np.random.Generator):
-    """``n`` rows of ``(X, y, s)`` drawn without replacement, kept in their order (all when n ≥ len)."""
-    if not n or n >= len(y):
-        return X, y, s
-    keep = np.sort(rng.choice(len(y), n, replace=False))
+def subsample(X, y, s, n: int, rng: np.random.Generator, ratios: Sequence[float] | None = None):
+    """``n`` rows of ``(X, y, s)`` drawn without replacement, kept in their order (all when n ≥ len,
+    or ``n = 0``). ``ratios``: the (y, s) cell shares of the draw (e.g. ``bias_ratios("1:9")`` for a
+    test split with the real set's bias), drawn cell by cell; ``n`` is lowered to the largest size the
+    cells allow."""
+    if ratios is None:
+        if not n or n >= len(y):
+            return X, y, s
+        keep = np.sort(rng.choice(len(y), n, replace=False))
+        return take(X, keep), y[keep], s[keep]
+    ratios = _check_ratios("subsample", ratios)
+    avail = [int(((y == yy) & (s == ss)).sum()) for yy, ss in CELLS]
+    n = min(n or len(y), len(y), *[math.floor(a / r) for a, r in zip(avail, ratios) if r > 0])
+    keep = np.sort(cell_rows(y, s, cell_counts(n, ratios), rng))
     return take(X, keep), y[keep], s[keep]

@@ -225,41 +225,41 @@ def claims(runs: pd.DataFrame, *, level: str = "tensor", real_bias: str = "1:9",
     diff("aimfair_fft_wst", M["fft"], M["erm"], "wst",
          "Fully fine-tuning the biased model on balanced synthetic data raises worst-group accuracy",
          "Table 3", "WST 71.52 → 82.74 (ERM → FFT)",
-         f"test WST, FFT − ERM ({pp}); > 0: FFT fairer", UNIT_FT, "aimfair-table3", 82.74 - 71.52)
+         f"test WST, FFT − ERM ({pp}); > 0: FFT fairer", UNIT_FT, "aimfair-main", 82.74 - 71.52)
     diff("aimfair_fft_eo", M["erm"], M["fft"], EO,
          "Fully fine-tuning the biased model on balanced synthetic data lowers EO", "Table 3",
          "EO 23.84 → 6.83 (ERM → FFT)", f"test EO (max gap), ERM − FFT ({pp}); > 0: FFT fairer",
-         UNIT_FT, "aimfair-table3", 23.84 - 6.83)
+         UNIT_FT, "aimfair-main", 23.84 - 6.83)
     # --- SFT beats FFT on WST and EO at similar accuracy: three claims
     diff("aimfair_sft_wst", M["sft"], M["fft"], "wst",
          "Selective fine-tuning (SFT) beats full fine-tuning on worst-group accuracy", "Table 3",
          "WST 84.20 vs 82.74", f"test WST, SFT − FFT ({pp}); > 0: SFT fairer", UNIT_FT,
-         "aimfair-table3", 84.20 - 82.74)
+         "aimfair-main", 84.20 - 82.74)
     diff("aimfair_sft_eo", M["fft"], M["sft"], EO,
          "Selective fine-tuning (SFT) beats full fine-tuning on EO", "Table 3", "EO 6.07 vs 6.83",
-         f"test EO (max gap), FFT − SFT ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-table3",
+         f"test EO (max gap), FFT − SFT ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-main",
          6.83 - 6.07)
     # --- the controls: SFT against linear probing and random masks of the same size
     diff("aimfair_sft_lp_wst", M["sft"], M["lp"], "wst",
          "SFT beats linear probing on worst-group accuracy", "Table 3", "WST 84.20 vs 77.41",
-         f"test WST, SFT − linear probing ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-table3",
+         f"test WST, SFT − linear probing ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-main",
          84.20 - 77.41)
     for match in ("tensors", "scalars"):
         diff(f"aimfair_sft_random_{match}_wst", M["sft"], M[f"random_{match}"], "wst",
              f"The mask's choice of tensors matters: SFT beats a random mask with the same number of "
              f"{match}", "Table 4 (random selection), §3.2", "WST 84.20 vs ≤ 82.17 (best random share)",
              f"test WST, SFT − random mask matched in {match} ({pp}); > 0: SFT fairer", UNIT_FT,
-             "aimfair-table3", 84.20 - 82.17)
+             "aimfair-main", 84.20 - 82.17)
     diff("aimfair_sft_random_tensors_eo", M["random_tensors"], M["sft"], EO,
          "The mask's choice of tensors matters: SFT beats a random mask with the same number of "
          "tensors on EO", "Table 4 (random selection), §3.2", "EO 6.07 vs 9.1 (best random share)",
-         f"test EO (max gap), random mask − SFT ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-table3",
+         f"test EO (max gap), random mask − SFT ({pp}); > 0: SFT fairer", UNIT_FT, "aimfair-main",
          9.1 - 6.07)
     cl = C.Claim(key="aimfair_sft_acc",
                  claim="SFT keeps the accuracy of full fine-tuning (similar accuracy)",
                  source="Table 3", paper="ACC 89.02 vs 88.77",
                  quantity=f"test accuracy, SFT − FFT ({pp}); equivalent within ±{margin:g} pp",
-                 unit=UNIT_FT, section="aimfair-table3")
+                 unit=UNIT_FT, section="aimfair-main")
     if _has(runs, M["sft"], M["fft"]):
         rows.append(C.equivalence(cl, paired(runs, M["sft"], M["fft"], "acc"), margin))
     else:

@@ -1068,3 +1068,56 @@ def test_utkface_gets_the_celeba_checks_and_input_files(tmp_path):
     assert set(files) == {"sd_images", "sd_plain_images", "weights"}
     with pytest.raises(ParameterError, match="'sd_images'"):
         A.input_files({**v, "sd_images": str(tmp_path / "nowhere")})
+
+
+# ------------------------------------------------------------------------ Table 5's context count, splits
+def context_pool(per=(7, 5, 9, 6), n_contexts=3):
+    """A pool whose (cell, context) group sizes are known: cell i, context k holds per[i] + k rows."""
+    y, s, c = [], [], []
+    for i, (yy, ss) in enumerate(A.CELLS):
+        for k in range(n_contexts):
+            n = per[i] + k
+            y += [yy] * n
+            s += [ss] * n
+            c += [k] * n
+    return np.array(y), np.array(s), np.array(c)
+
+
+def test_context_rows_span_the_asked_number_of_contexts_with_equal_cells():
+    y, s, c = context_pool()
+    n = A.context_cell_size(y, s, c, [1, 2])
+    assert n == 4                                  # smallest group 5 rows, rounded to a multiple of 2
+    assert A.context_cell_size(y, s, c, [1, 3]) == 3
+    for count in (1, 2):
+        for seed in range(5):
+            idx = A.context_rows(y, s, c, n, count, np.random.default_rng(seed))
+            assert len(set(idx)) == len(idx) == 4 * n
+            for yy, ss in A.CELLS:
+                rows = idx[(y[idx] == yy) & (s[idx] == ss)]
+                assert len(rows) == n
+                vals, per_ctx = np.unique(c[rows], return_counts=True)
+                assert len(vals) == count and (per_ctx == n // count).all()
+    drawn = {tuple(np.unique(c[A.context_rows(y, s, c, n, 1, np.random.default_rng(k))[:n]]))
+             for k in range(20)}
+    assert len(drawn) > 1                          # the context of a one-context cell is random
+    with pytest.raises(ValueError, match="context_rows: count got 3"):
+        A.context_rows(y, s, c, n, 3, np.random.default_rng(0))      # 3 does not divide 4
+    with pytest.raises(ValueError, match="context_rows: count got 4"):
+        A.context_rows(y, s, c, 8, 4, np.random.default_rng(0))      # only 3 contexts
+    with pytest.raises(ValueError, match="context_rows: n_per_cell got 12"):
+        A.context_rows(y, s, c, 12, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="context_cell_size: counts got"):
+        A.context_cell_size(y, s, c, [])
+
+
+def test_subsample_with_cell_ratios_draws_a_biased_test_split():
+    y = np.repeat([0, 0, 1, 1], 100)
+    s = np.tile(np.repeat([0, 1], 100), 2)
+    X = np.arange(400)
+    Xs, ys, ss = A.subsample(X, y, s, 200, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
+    counts = [int(((ys == a) & (ss == b)).sum()) for a, b in A.CELLS]
+    assert counts == [10, 90, 90, 10] and np.all(np.diff(Xs) > 0)
+    # the whole split with a 1:9 bias: the majority cells (100 rows) bound the size at 222
+    _, ys, ss = A.subsample(X, y, s, 0, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
+    assert len(ys) == 222 and int(((ys == 0) & (ss == 1)).sum()) <= 100
+    assert len(A.subsample(X, y, s, 50, np.random.default_rng(0))[1]) == 50
