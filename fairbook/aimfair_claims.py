@@ -36,7 +36,11 @@ import pandas as pd
 from . import claims as C
 
 __all__ = ["ACC_MARGIN_PP", "METHODS", "per_seed", "paired", "choose_on_validation", "chosen",
-           "jaccard", "claims", "UNIT_FT", "UNIT_SCRATCH", "EO"]
+           "jaccard", "claims", "UNIT_FT", "UNIT_SCRATCH", "EO", "LR_TABLE"]
+
+#: The table of the learning-rate search (one row per lr and seed): the chosen runs are copied to
+#: ``main`` (:func:`chosen`); the claims skip it.
+LR_TABLE = "lr search"
 
 #: The EO column the claims compare with the paper's EO (the worst-case gap its tables match).
 EO = "eo_max"
@@ -207,7 +211,7 @@ def claims(runs: pd.DataFrame, *, level: str = "tensor", real_bias: str = "1:9",
     if missing:
         raise ValueError(f"claims: runs without columns {sorted(missing)}")
     M = METHODS
-    runs = _Index(runs)
+    runs = _Index(runs[runs["table"] != LR_TABLE])
     rows = []
     pp = "pp"
 

@@ -199,6 +199,8 @@ def test_eo_claims_compare_the_papers_max_gap_and_lr_chosen_on_validation():
     out = AC.claims(runs).set_index("key")
     assert out.loc["aimfair_sft_eo", "estimate"] == pytest.approx(2.0, abs=0.1)
     assert "max gap" in out.loc["aimfair_sft_eo", "quantity"]
+    search = runs[runs.table == "main"].assign(table=AC.LR_TABLE)      # several rows per seed: skipped
+    assert AC.claims(pd.concat([runs, search, search])).equals(AC.claims(runs))
     lr = pd.DataFrame({"table": "lr search", "method": "SFT", "seed": [0, 1, 0, 1, 0, 1],
                        "lr": [0.01, 0.01, 0.03, 0.03, 0.1, 0.1],
                        "val_wst": [0.5, 0.7, 0.8, 0.6, 0.9, 0.1], "wst": [1, 1, 0, 0, 0, 0]})
