@@ -12,8 +12,9 @@ Biased Models with Contextual Synthetic Data"): selective mask generation and se
 * selective mask generation (SMG, §3.2): :func:`dataset_gradients` (eqs. 1-3),
   :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;
 * selective fine-tuning (SFT, §3.3): :func:`selective_finetune` (eq. 8) and :func:`finetune`, the one
-  fine-tuning call of every method (through :func:`fairbook.train.fit`); :func:`random_like`, the
-  random mask matched to a selective mask in tensors or in scalars;
+  fine-tuning call of every method (through :func:`fairbook.train.fit`); its controls:
+  :func:`random_like`, the random mask matched to a selective mask in tensors or in scalars, and
+  :func:`bn_recalibration`, BatchNorm statistics re-estimated with no parameter moved;
 * parameter subsets of the fine-tuning baselines (Tables 3-4): :func:`blocks`, :func:`full`,
   :func:`linear_probe`, :func:`random_selection`, :func:`update_one_block`,
   :func:`freeze_one_block`;
@@ -58,7 +59,7 @@ from .io import progress_enabled
 __all__ = [
     "CELLS", "LEVELS", "MEASURES", "METRICS",
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
-    "k_for_fraction", "selective_finetune", "finetune", "random_like", "blocks", "full", "linear_probe", "random_selection",
+    "k_for_fraction", "selective_finetune", "finetune", "bn_recalibration", "random_like", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
     "take", "join", "context_cell_size", "context_rows", "subsample", "celeba_setting",
     "utkface_setting", "synthetic_table", "check_parameters",
@@ -557,6 +558,32 @@ def _finetune(where: str, model: nn.Module, selection, X, y, freeze_bn_stats, fi
     finally:
         for mod in frozen_bn:
             mod.track_running_stats = True
+
+
+def bn_recalibration(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, seed: int = 0,
+                     device="auto", num_workers: int = 0) -> nn.Module:
+    """The null of every fine-tuning run: no parameter moves, only the BatchNorm running statistics
+    are re-estimated on the fine-tuning data (train-mode forward passes without gradients over
+    ``epochs`` shuffled passes of ``X``, the layers' own momentum). Fine-tuning in train mode
+    (``freeze_bn_stats=False``) does the same on the way, so what a method gains above this control
+    is what its updated parameters add. ``y`` only pairs with ``X`` (unused). In place; returns the
+    model in eval mode."""
+    where = "bn_recalibration"
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise _fail(where, "epochs", epochs, "an integer >= 1")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise _fail(where, "batch_size", batch_size, "an integer >= 1")
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise _fail(where, "model", type(model).__name__, "a model with BatchNorm layers")
+    dev = train.resolve_device(device)
+    home = next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    model.to(dev).train()
+    with torch.no_grad():
+        for _ in range(epochs):
+            for xb, _yb in _batches(X, y, rng.permutation(len(X)), batch_size, num_workers):
+                model(xb.to(dev))
+    return model.to(home).eval()
 
 
 # ------------------------------------------------------------------------------ baselines (Tables 3-4)

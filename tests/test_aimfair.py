@@ -1121,3 +1121,25 @@ def test_subsample_with_cell_ratios_draws_a_biased_test_split():
     _, ys, ss = A.subsample(X, y, s, 0, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
     assert len(ys) == 222 and int(((ys == 0) & (ss == 1)).sum()) <= 100
     assert len(A.subsample(X, y, s, 50, np.random.default_rng(0))[1]) == 50
+
+
+def test_bn_recalibration_moves_only_the_running_statistics():
+    X, y = cell_images()
+    model = SmallCNN(3, 1, (4, 6, 8))
+    params, buffers = clone_params(model), clone_buffers(model)
+    out = A.bn_recalibration(model, X, y, epochs=2, batch_size=32, seed=0)
+    assert out is model and not model.training
+    assert all(torch.equal(params[k], v) for k, v in clone_params(model).items())
+    now = clone_buffers(model)
+    assert all(not torch.equal(buffers[k], now[k]) for k in now if "running" in k)
+    assert int(now["body.1.num_batches_tracked"]) == 2 * len(y) // 32
+    # the running mean converges to the data's channel means (first BN after conv: check stem input)
+    m = SmallCNN(3, 1, (4, 6, 8))
+    A.bn_recalibration(m, X, y, epochs=30, batch_size=64, seed=1)
+    with torch.no_grad():
+        feats = m.body[0](X)
+    assert torch.allclose(m.body[1].running_mean, feats.mean((0, 2, 3)), atol=1e-3)
+    with pytest.raises(ValueError, match="bn_recalibration: model got 'MLP'"):
+        A.bn_recalibration(MLP(3, (4,), 1), torch.zeros(4, 3), torch.zeros(4), epochs=1)
+    with pytest.raises(ValueError, match="bn_recalibration: epochs got 0"):
+        A.bn_recalibration(model, X, y, epochs=0)

@@ -22,7 +22,7 @@ def settings(E, level="tensor", topk=TOPK, table5=True):
     """(table, method) -> (fairness gain g in pp: WST + g, EO − g; accuracy shift in pp) when every
     claim's true effect in the paper's direction is E."""
     out = {M["erm"]: (0, 0), M["fft"]: (E, 0), M["sft"]: (2 * E, 0), M["supplement"]: (0, 0),
-           M["repair"]: (0, 0), M["synthetic"]: (0, -E), M["cosine"]: (E, 0), M["lp"]: (E, 0),
+           M["repair"]: (0, 0), M["synthetic"]: (0, -E), M["cosine"]: (E, 0), M["lp"]: (E, 0), M["bn"]: (E, 0),
            M["random_tensors"]: (E, 0), M["random_scalars"]: (E, 0), M["nolabels"]: (2 * E, 0),
            M["jtt"]: (E, 0), M["cvar"]: (E, 0), ("contexts", "1 contexts"): (0, 0),
            ("contexts", "2 contexts"): (0, 0), ("contexts", "4 contexts"): (E, 0)}
