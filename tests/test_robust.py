@@ -10,15 +10,6 @@ from torch import nn
 from fairbook import robust, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Keep CPU use light (another job shares the machine); restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _sp(z):  # softplus in float64: BCE of logit z with target 1 is sp(-z), with target 0 sp(z)
     return math.log1p(math.exp(z))
 
