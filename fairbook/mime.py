@@ -26,12 +26,21 @@ __all__ = [
     "beta_sweep", "group_difficulty", "decision_projection", "empirical_overlap", "empirical_group",
     "table1", "image_recipe", "engine_inputs", "check_parameters",
     "Group", "majority_minority", "domain_gap", "push_advantage", "expected_push_performance", "simulate_push", "perceptron_threshold",
-    "push_experiment", "mime_curve", "mime_summary", "theorem1", "theorem2", "theorem3",
-    "TheoremCheck", "existence_map", "theorem_checks", "heldout_gains", "max_gain", "signflip_null",
+    "push_experiment", "mime_curve", "erm_threshold", "symmetric_starts", "threshold_decomposition",
+    "LEARNERS", "mime_summary", "theorem1", "theorem2", "theorem3", "SMALL",
+    "exact_push_advantage", "theorem_sweep", "sweep_summary",
+    "TheoremCheck", "existence_map", "theorem_checks", "heldout_gains", "heldout_interior_vs_end", "max_gain",
+    "signflip_null",
     "claims", "real_verdicts", "CURVE_SETTINGS",
 ]
 
 FAMILIES = {"gaussian": stats.norm, "laplace": stats.laplace, "logistic": stats.logistic}
+
+#: "Delta sufficiently small" (Theorem 1) and "delta + Delta small" (Theorem 2): their first-order
+#: expansions T(d +- x) ~ +-l x are trusted for x <= SMALL * sigma_min, the smallest class standard
+#: deviation of the two groups (a threshold we state; :func:`theorem_sweep` measures how often the
+#: theorems err beyond and within it).
+SMALL = 0.25
 
 
 def check_parameters(values: dict) -> None:
@@ -234,17 +243,55 @@ def push_experiment(major: Group, minor: Group, K: int, trials: int, eta: float,
 
 
 # --- the MIME curve (Fig. 5 / 6b analog) ----------------------------------------------------------
+def erm_threshold(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The empirical-risk minimiser of the threshold classifier (predict 2 iff x > d), one per row of
+    ``x`` (trials, n): the midpoint between consecutive sorted samples with the fewest training
+    errors; among tied minimisers the lower median one (ends: one sample spacing outside the data).
+    It has no start point and no step: the learner of the curve whose answer depends on the data alone.
+    """
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(y)
+    order = np.argsort(x, axis=1, kind="stable")
+    xs, ys = np.take_along_axis(x, order, 1), np.take_along_axis(y, order, 1)
+    n = x.shape[1]
+    # d below the j-th sorted sample (j = 0..n): false negatives = y == 2 among the first j,
+    # false positives = y == 1 among the rest
+    fn = np.concatenate([np.zeros((len(x), 1)), np.cumsum(ys == 2, axis=1)], axis=1)
+    fp = (ys == 1).sum(axis=1, keepdims=True) - np.concatenate(
+        [np.zeros((len(x), 1)), np.cumsum(ys == 1, axis=1)], axis=1)
+    errors = fn + fp
+    spacing = np.maximum((xs[:, -1] - xs[:, 0]) / max(n - 1, 1), 1e-12)[:, None]
+    cuts = np.concatenate([xs[:, :1] - spacing, (xs[:, 1:] + xs[:, :-1]) / 2, xs[:, -1:] + spacing], axis=1)
+    best = errors == errors.min(axis=1, keepdims=True)
+    k = best.sum(axis=1)
+    rank = np.cumsum(best, axis=1)
+    pick = best & (rank == ((k - 1) // 2 + 1)[:, None])
+    return cuts[pick]
+
+
+LEARNERS = ("perceptron", "erm")
+
+
 def mime_curve(major: Group, minor: Group, n_train: int, betas, trials: int, eta: float,
-               epochs: int, d0: float, rng: np.random.Generator, decay: float = 0.5) -> pd.DataFrame:
-    """Majority/minority accuracy of a perceptron trained on ``n_train`` samples of which a fraction
+               epochs: int, d0, rng: np.random.Generator, decay: float = 0.5,
+               learner: str = "perceptron") -> pd.DataFrame:
+    """Majority/minority accuracy of a threshold learnt on ``n_train`` samples of which a fraction
     beta comes from the minority (minority samples *replace* majority samples, MIME §4.2).
+
+    ``learner``: ``"perceptron"`` (the theorems' learner, step ``eta`` / t**``decay``, ``epochs``
+    passes, from ``d0``: one start for every trial, or one per trial — the same start for every beta
+    of a trial) or ``"erm"`` (:func:`erm_threshold`, start-free; ``eta``, ``epochs``, ``d0`` unused).
 
     Accuracies are exact (1 - error of the learnt threshold on each group's distribution), so the
     only noise is the training sample. Within a trial the training sets of different betas share
     their samples (minority samples replace a suffix of the majority ones), so differences between
     betas are paired.
     """
+    if learner not in LEARNERS:
+        raise ValueError(f"mime_curve: learner got {learner!r}; allowed: {', '.join(LEARNERS)}")
     betas = list(betas)
+    d0 = np.asarray(d0, dtype=float)
+    if d0.ndim and d0.shape != (trials,):
+        raise ValueError(f"mime_curve: d0 got shape {d0.shape}; allowed: a number or one start per trial ({trials})")
     seeds = rng.integers(0, 2**63, size=trials)
     # each trial draws n_train samples of each group once; beta takes prefixes, so the training sets of
     # one trial differ between betas only by which majority samples are replaced
@@ -258,11 +305,31 @@ def mime_curve(major: Group, minor: Group, n_train: int, betas, trials: int, eta
         for i, ((xa, ya), (xb, yb), order) in enumerate(pools):
             xs[i] = np.concatenate([xa[:n_train - n_minor], xb[:n_minor]])[order]
             ys[i] = np.concatenate([ya[:n_train - n_minor], yb[:n_minor]])[order]
-        d = perceptron_threshold(xs, ys, eta, d0, epochs, decay)
+        d = (perceptron_threshold(xs, ys, eta, d0, epochs, decay) if learner == "perceptron"
+             else erm_threshold(xs, ys))
         rows.append(pd.DataFrame({"beta": float(beta), "trial": np.arange(trials), "threshold": d,
                                   "majority_acc": 1 - major.error(d),
                                   "minority_acc": 1 - minor.error(d)}))
     return pd.concat(rows, ignore_index=True)
+
+
+def symmetric_starts(major: Group, trials: int, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """Perceptron starts d* + U(-spread, spread) around the majority's ideal threshold, one per trial:
+    no side favoured, so a gain cannot come from where a one-sided start leaves the threshold."""
+    return major.ideal_threshold() + rng.uniform(-spread, spread, size=trials)
+
+
+def threshold_decomposition(curve: pd.DataFrame, major: Group) -> pd.DataFrame:
+    """Per beta (and ``setting``/``learner`` columns if present): the learnt threshold's bias
+    (mean − d*), its standard deviation, root mean squared error, and the majority accuracy. The
+    majority's error is a function of the threshold alone, so a gain in accuracy is a smaller bias,
+    a smaller spread, or both."""
+    d_star = major.ideal_threshold()
+    keys = [c for c in ("setting", "learner") if c in curve] + ["beta"]
+    g = curve.assign(err=curve.threshold - d_star).groupby(keys, sort=False)
+    out = g.agg(bias=("err", "mean"), sd=("err", "std"), majority_acc=("majority_acc", "mean")).reset_index()
+    out["rmse"] = np.sqrt(g["err"].apply(lambda e: float(np.mean(e ** 2))).to_numpy())
+    return out
 
 
 def mime_summary(curve: pd.DataFrame, acc: str = "majority_acc") -> dict:
@@ -315,6 +382,18 @@ def heldout_gains(curve: pd.DataFrame, acc: str = "majority_acc") -> tuple[float
     return beta_star, 100 * (test[beta_star] - test[0.0])
 
 
+def heldout_interior_vs_end(curve: pd.DataFrame, acc: str = "majority_acc") -> tuple[float, pd.Series]:
+    """Interior peak or end point: beta* maximises the mean curve over 0 < beta < 1 on the
+    even-numbered trials; returns beta* and, per odd-numbered trial, acc(beta*) - acc(1) in pp."""
+    wide = _wide(curve, acc)
+    inner = [b for b in wide.columns if 0 < b < 1]
+    if 1.0 not in wide.columns or not inner:
+        raise ValueError("heldout_interior_vs_end needs beta = 1 and a beta strictly between 0 and 1")
+    beta_star = float(wide.iloc[0::2][inner].mean().idxmax())
+    test = wide.iloc[1::2]
+    return beta_star, 100 * (test[beta_star] - test[1.0])
+
+
 def max_gain(curve: pd.DataFrame, acc: str = "majority_acc") -> float:
     """max over beta > 0 of the mean gain acc(beta) - acc(0) over all trials (percentage points): the
     best point of the mean MIME curve above its beta = 0 value."""
@@ -359,14 +438,28 @@ class TheoremCheck:
         return self.applies and self.condition
 
 
-def theorem1(major: Group, minor: Group, Delta: float, gap_tol: float = 1e-9) -> TheoremCheck:
+def _sigma_min(*groups: Group) -> float:
+    return float(min(min(g.p1.std(), g.p2.std()) for g in groups))
+
+
+def _step_assumptions(Delta: float, eta: float) -> dict:
+    """The update's exactness: a fixed step eta <= Delta never crosses the ideal hyperplane from
+    distance Delta, so P moves by exactly -+eta (eq. 10); eta > Delta breaks every theorem."""
+    if not eta > 0:
+        raise ValueError(f"eta must be > 0, got {eta}")
+    return {"Delta>0": Delta > 0, "eta<=Delta": eta <= Delta}
+
+
+def theorem1(major: Group, minor: Group, Delta: float, eta: float, gap_tol: float = 1e-9) -> TheoremCheck:
     """Theorem 1 (no domain gap): symmetric Gaussian groups with one ideal hyperplane and
     O_major < O_minor. For small Delta, E P{h_K^-} < E P{h_K^+} (eq. 11).
 
-    The proof sketch reduces the gain of a push to Delta times the likelihood l of the ideal
-    hyperplane (T(d_ideal +- Delta) ~ +-l Delta); "variances not very large" is the requirement that
-    the larger overlap comes with the larger likelihood, l_minor > l_major, which is the condition
-    checked here.
+    A **first-order reconstruction**: the paper only says f "depends on means and SDs". The proof
+    sketch reduces the gain of a push to Delta times the likelihood l of the ideal hyperplane
+    (T(d_ideal +- Delta) ~ +-l Delta); "variances not very large" is the requirement that the larger
+    overlap comes with the larger likelihood, l_minor > l_major, the condition checked here. The
+    assumptions add the step (eta <= Delta, :func:`_step_assumptions`) and "Delta small"
+    (Delta <= :data:`SMALL` * sigma_min).
     """
     d = major.ideal_threshold()
     l_major, l_minor = major.likelihood_at(d), minor.likelihood_at(d)
@@ -374,20 +467,23 @@ def theorem1(major: Group, minor: Group, Delta: float, gap_tol: float = 1e-9) ->
         "symmetric_gaussian": major.is_symmetric_gaussian() and minor.is_symmetric_gaussian(),
         "no_domain_gap": abs(domain_gap(major, minor)) <= gap_tol,
         "O_major<O_minor": major.overlap() < minor.overlap(),
-        "Delta>0": Delta > 0,
+        **_step_assumptions(Delta, eta),
+        "Delta_small": Delta <= SMALL * _sigma_min(major, minor),
     }
     return TheoremCheck("1", {k: bool(v) for k, v in assumptions.items()}, bool(l_minor > l_major),
                         {"l_major": l_major, "l_minor": l_minor, "O_major": major.overlap(),
                          "O_minor": minor.overlap()})
 
 
-def theorem2(major: Group, minor: Group, Delta: float, side: int) -> TheoremCheck:
+def theorem2(major: Group, minor: Group, Delta: float, side: int, eta: float) -> TheoremCheck:
     """Theorem 2 (domain gap delta < Delta), h_{K-1} at d_ideal^major + side * Delta.
 
-    Case 1 (h_{K-1} and h_ideal^minor in different halfspaces of h_ideal^major): the minority's pull
-    is l_minor (Delta + delta) against the majority's l_major Delta. Case 2 (same halfspace):
-    eq. 12, O_major / O_minor < (1 - delta/Delta) f with f = (l_minor / O_minor) / (l_major / O_major),
-    i.e. l_minor (Delta - delta) > l_major Delta.
+    A **first-order reconstruction** like :func:`theorem1`. Case 1 (h_{K-1} and h_ideal^minor in
+    different halfspaces of h_ideal^major): the minority's pull is l_minor (Delta + delta) against
+    the majority's l_major Delta. Case 2 (same halfspace): eq. 12, O_major / O_minor <
+    (1 - delta/Delta) f with f = (l_minor / O_minor) / (l_major / O_major), i.e.
+    l_minor (Delta - delta) > l_major Delta. The assumptions add eta <= Delta and "delta + Delta
+    small" (<= :data:`SMALL` * sigma_min).
     """
     if side not in (-1, 1):
         raise ValueError(f"side must be -1 or +1, got {side}")
@@ -405,22 +501,88 @@ def theorem2(major: Group, minor: Group, Delta: float, side: int) -> TheoremChec
     assumptions = {
         "symmetric_gaussian": major.is_symmetric_gaussian() and minor.is_symmetric_gaussian(),
         "domain_gap>0": delta > 0, "delta<Delta": delta < Delta,
+        **_step_assumptions(Delta, eta),
+        "delta+Delta_small": delta + Delta <= SMALL * _sigma_min(major, minor),
     }
     return TheoremCheck("2", {k: bool(v) for k, v in assumptions.items()}, bool(condition),
                         {"case": 2 if same else 1, "delta": delta, "f": f, "O_major": O_major,
                          "O_minor": O_minor, "bound": (1 - delta / Delta) * f})
 
 
-def theorem3(major: Group, minor: Group, Delta: float) -> TheoremCheck:
+def theorem3(major: Group, minor: Group, Delta: float, eta: float) -> TheoremCheck:
     """Theorem 3 (general distributions, unequal priors), eq. 15:
     min{T^minor(d+Delta), -T^minor(d-Delta)} > max{T^major(d+Delta), -T^major(d-Delta)}
-    at d = d_ideal^major. Under the fixed-step update with eta <= Delta it guarantees a larger
-    expected improvement from a minority push on *either* side of the ideal hyperplane.
+    at d = d_ideal^major. Under the fixed-step update with eta <= Delta (an assumption of the check)
+    it guarantees a larger expected improvement from a minority push on *either* side of the ideal
+    hyperplane: E P^+ - E P^- = eta (T^minor - T^major)(d + Delta) above, eta (T^major -
+    T^minor)(d - Delta) below (:func:`exact_push_advantage`).
     """
     d = major.ideal_threshold()
     lhs = min(float(minor.tail_weight(d + Delta)), float(-minor.tail_weight(d - Delta)))
     rhs = max(float(major.tail_weight(d + Delta)), float(-major.tail_weight(d - Delta)))
-    return TheoremCheck("3", {"Delta>0": bool(Delta > 0)}, bool(lhs > rhs), {"min_minor": lhs, "max_major": rhs})
+    return TheoremCheck("3", {k: bool(v) for k, v in _step_assumptions(Delta, eta).items()},
+                        bool(lhs > rhs), {"min_minor": lhs, "max_major": rhs})
+
+
+def exact_push_advantage(major: Group, minor: Group, side: int, Delta: float, eta: float) -> float:
+    """E P^major{h_K^+} - E P^major{h_K^-} in closed form (:func:`expected_push_performance`) for
+    h_{K-1} at d_ideal^major + side * Delta; > 0: the minority push is better. Exact for any eta."""
+    d = major.ideal_threshold() + side * Delta
+    return float(expected_push_performance(major, major, d, eta) - expected_push_performance(minor, major, d, eta))
+
+
+def theorem_sweep(n: int, Deltas, rng: np.random.Generator, eta_frac: float = 0.5) -> pd.DataFrame:
+    """How often Theorems 1-3 predict MIME where the exact push (:func:`exact_push_advantage`) has
+    none, over ``n`` random symmetric Gaussian configurations per Delta, with eta = eta_frac * Delta.
+
+    Majority: class means +-m (m ~ U(0.6, 1.4)), sd sigma ~ U(0.4, 1.0); minority: means c +- r m
+    (r ~ U(0.2, 1): more overlap), sd sigma * U(0.7, 1.3), centre c = 0 (Theorem 1) or a gap
+    ~ U(0, Delta) with a random sign (Theorem 2, side random; Theorem 3 judged on both). Per row:
+    the theorem's condition (``predicts``, the "small" assumptions ignored so the sweep shows where
+    they matter), whether its assumptions hold, ``scale`` = Delta / sigma_min (Theorem 2:
+    (delta + Delta) / sigma_min, the quantity its "small" assumption bounds), the exact advantage on the sides it speaks about
+    (``advantage``, the smaller side) and ``shortfall`` = -advantage / (eta |T^major(d)|), the loss
+    relative to the majority push's own pull, where a prediction is wrong.
+    """
+    rows = []
+    for Delta in Deltas:
+        eta = eta_frac * Delta
+        for i in range(n):
+            m, sigma = rng.uniform(0.6, 1.4), rng.uniform(0.4, 1.0)
+            r, s_minor, sign, side = rng.uniform(0.2, 1.0), sigma * rng.uniform(0.7, 1.3), rng.choice([-1, 1]), int(rng.choice([-1, 1]))
+            major = Group.make(-m, m, sigma)
+            for theorem in ("1", "2"):
+                c = 0.0 if theorem == "1" else sign * rng.uniform(0.0, Delta)
+                minor = Group.make(c - r * m, c + r * m, s_minor)
+                if minor.overlap() <= major.overlap():
+                    continue
+                if theorem == "1":
+                    checks = [("1", theorem1(major, minor, Delta, eta), (-1, 1))]
+                else:
+                    checks = [("2", theorem2(major, minor, Delta, side, eta), (side,))]
+                checks.append(("3", theorem3(major, minor, Delta, eta), (-1, 1)))
+                for name, chk, sides in checks:
+                    adv = min(exact_push_advantage(major, minor, sd, Delta, eta) for sd in sides)
+                    pull = min(abs(float(major.tail_weight(major.ideal_threshold() + sd * Delta))) for sd in sides)
+                    delta = abs(domain_gap(major, minor))
+                    rows.append({"theorem": name, "setting": f"theorem {theorem}", "Delta": float(Delta),
+                                 "config": i, "delta": delta,
+                                 "scale": (Delta + (delta if name == "2" else 0.0)) / _sigma_min(major, minor),
+                                 "predicts": chk.condition, "applies": chk.applies, "advantage": adv,
+                                 "shortfall": max(0.0, -adv) / (eta * pull) if pull > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per theorem and Delta: configurations, predictions, the share of predictions the exact push
+    contradicts (``wrong_rate``) and the largest shortfall among the wrong ones."""
+    wrong = sweep.predicts & (sweep.advantage <= 0)
+    g = sweep.assign(wrong=wrong, wrong_shortfall=sweep.shortfall.where(wrong))
+    out = g.groupby(["theorem", "Delta"]).agg(configs=("predicts", "size"), predicted=("predicts", "sum"),
+                                               wrong=("wrong", "sum"),
+                                               max_shortfall=("wrong_shortfall", "max")).reset_index()
+    out["wrong_rate"] = out.wrong / out.predicted.where(out.predicted > 0)
+    return out
 
 
 def theorem_checks(cases, Delta: float, eta: float, pushes: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -435,7 +597,7 @@ def theorem_checks(cases, Delta: float, eta: float, pushes: int, rng: np.random.
     """
     rows = []
     for key, name, theorem, minor, major, side in cases:
-        check = theorem(major, minor, Delta) if side is None else theorem(major, minor, Delta, side)
+        check = theorem(major, minor, Delta, eta=eta) if side is None else theorem(major, minor, Delta, side, eta=eta)
         row = {"key": key, "configuration": name, "assumptions hold": check.applies,
                "condition holds": check.condition, "theorem predicts MIME": check.predicts_mime}
         for s in ((-1, 1) if side is None else (side,)):
@@ -472,15 +634,15 @@ def existence_map(major: Group, separations, gaps, Delta: float, eta: float, pus
             minor = Group.make(centre + gap - sep, centre + gap + sep, s1, s2, major.prior, major.family)
             adv = [push_advantage(major, minor, side, Delta, eta, pushes, rng)[0] for side in (-1, 1)]
             if abs(gap) < 1e-12:
-                theory12 = theorem1(major, minor, Delta).predicts_mime
+                theory12 = theorem1(major, minor, Delta, eta).predicts_mime
             else:
-                theory12 = all(theorem2(major, minor, Delta, side).predicts_mime for side in (-1, 1))
+                theory12 = all(theorem2(major, minor, Delta, side, eta).predicts_mime for side in (-1, 1))
             summary = mime_summary(mime_curve(major, minor, rng=rng, **curve))
             significant = summary["p_value"] < 0.05 and summary["heldout_gain_pp"] > 0
             rows.append({"separation": float(sep), "gap": float(gap),
                          "overlap_ratio": major.overlap() / minor.overlap(),
                          "delta": abs(domain_gap(major, minor)),
-                         "theorem3": theorem3(major, minor, Delta).predicts_mime,
+                         "theorem3": theorem3(major, minor, Delta, eta).predicts_mime,
                          "theorem1_2": bool(theory12),
                          "push_advantage": float(min(adv)), "push_mime": bool(min(adv) > 0),
                          "curve_gain_pp": summary["heldout_gain_pp"],
@@ -644,7 +806,8 @@ def table1(x: np.ndarray, y: np.ndarray, a: np.ndarray, majority: int) -> dict:
 # --- the paper's claims against this run (issue 14) -----------------------------------------------
 #: the MIME-curve settings of the chapter (the ``setting`` column of the curves) and their key tags
 CURVE_SETTINGS = {"no gap": "nogap", "small gap": "smallgap", "large gap": "largegap",
-                  "placebo": "placebo"}
+                  "placebo": "placebo", "no gap, fixed start": "nogap_fixed",
+                  "no gap, start-free learner": "nogap_erm"}
 #: the paper's Table 2 per dataset: (dataset id, #MIME trials / total, avg. MIME perf. gain in pp)
 PAPER_TABLE2 = {"fairface": ("DS-1", "4/5", 0.72), "utkface": ("DS-3", "5/5", 0.70),
                 "adult": ("DS-5", "4/5", 0.98)}
@@ -671,6 +834,10 @@ _CURVE_CLAIMS = {  # tag: (claim, source, paper)
     "smallgap": ("With a small domain gap, replacing some majority training samples by minority samples "
                  "raises majority accuracy", "§3 Key Result 2; Fig. 5; §5 Conclusion",
                  "majority accuracy peaks at some β > 0 when the domain gap is small (Fig. 5)"),
+    "nogap_erm": ("With no domain gap, minority samples raise majority accuracy for a learner whose answer "
+                  "does not depend on a start point or a step (the empirical-risk minimiser)",
+                  "§3 Key Result 1; Fig. 5 (a control the paper does not run)",
+                  "majority accuracy peaks at some β > 0 when the domain gap is small (Fig. 5)"),
     "largegap": ("With a large domain gap, minority samples do not help: majority accuracy falls as β "
                  "grows", "§4.2; Fig. 6b", "majority accuracy decreases with β (chickens vs humans, "
                  "domain gap 1.62 in Table 1)"),
@@ -719,6 +886,8 @@ def claims(push: pd.DataFrame | None = None, theorems: pd.DataFrame | None = Non
     * ``mime_curve_nogap``, ``mime_curve_smallgap`` -- majority accuracy at the split-sample β* minus
       at β = 0 (pp) on the held-out trials, t-test; ``mime_curve_largegap`` the same with the sign
       flipped (the paper: no gain).
+    * ``mime_curve_nogap_erm`` -- the no-gap gain for the start-free learner (:func:`erm_threshold`);
+      ``mime_curve_nogap_interior`` -- accuracy at the best interior β minus at β = 1 (held out).
     * ``mime_maxgain_nogap``, ``mime_maxgain_smallgap`` -- the max-over-β gain of the mean curve on
       all trials against its sign-flip permutation null (:func:`signflip_null`, ``flips`` draws).
     * ``mime_real_<dataset>`` -- the real-data β sweep: held-out gain at β* (validation-chosen epochs),
@@ -754,7 +923,18 @@ def claims(push: pd.DataFrame | None = None, theorems: pd.DataFrame | None = Non
                 f"majority accuracy {what} (pp), β* = {beta_star:g} chosen on the even trials; "
                 f"> 0: the paper's direction", "trial (odd-numbered, held out from the choice of β*)",
                 section="mime-curve"), sign * gain.to_numpy()))
-            if tag != "largegap":
+            if tag == "nogap":
+                beta_in, gain_in = heldout_interior_vs_end(df)
+                rows.append(cl.difference(cl.Claim(
+                    "mime_curve_nogap_interior", "With no domain gap the majority's accuracy peaks at an "
+                    "interior β: a training set without majority samples (β = 1) is worse than the best "
+                    "mixture", "§4.2; Fig. 5", "majority accuracy lowest with no majority samples, highest "
+                    "at an intermediate β (Fig. 5)",
+                    f"majority accuracy at the interior β* − at β = 1 (pp), β* = {beta_in:g} chosen among "
+                    "0 < β < 1 on the even trials; > 0: an interior peak",
+                    "trial (odd-numbered, held out from the choice of β*)", section="mime-curve"),
+                    gain_in.to_numpy()))
+            if tag in ("nogap", "smallgap"):
                 rng = np.random.default_rng([seed, 14, len(rows)])
                 rows.append(_trials_as_n(cl.permutation(cl.Claim(
                     f"mime_maxgain_{tag}", text, source, paper,

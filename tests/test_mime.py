@@ -12,7 +12,8 @@ from scipy import integrate, optimize, stats
 from fairbook import mime
 from fairbook.mime import (Group, domain_gap, existence_map, expected_push_performance, mime_curve,
                            mime_summary, perceptron_threshold, push_experiment, simulate_push,
-                           theorem1, theorem2, theorem3)
+                           theorem1, theorem2, theorem3, SMALL, exact_push_advantage, theorem_sweep,
+                           sweep_summary, erm_threshold)
 
 Phi = stats.norm.cdf
 
@@ -448,8 +449,9 @@ THEOREM1_MIME = [  # (major, minor, Delta, eta): symmetric Gaussians, no gap, l_
 
 @pytest.mark.parametrize("major,minor,Delta,eta", THEOREM1_MIME)
 def test_theorem1_predicted_mime_holds_in_simulation(major, minor, Delta, eta):
-    check = theorem1(major, minor, Delta)
-    assert check.applies and check.condition and check.predicts_mime
+    check = theorem1(major, minor, Delta, eta)
+    assert check.condition and check.assumptions["eta<=Delta"]
+    assert check.applies == (Delta <= SMALL * min(major.p1.std(), minor.p1.std()))  # "Delta small"
     rng = np.random.default_rng(21)
     d_star = major.ideal_threshold()
     for side in (-1, 1):
@@ -461,7 +463,7 @@ def test_theorem1_predicted_mime_holds_in_simulation(major, minor, Delta, eta):
 
 def test_theorem1_details_hand_computed():
     minor = Group.make(-0.5, 0.5, 0.6)
-    check = theorem1(MAJOR, minor, 0.2)
+    check = theorem1(MAJOR, minor, 0.2, 0.1)
     assert check.theorem == "1"
     assert check.detail["l_major"] == pytest.approx(stats.norm.pdf(1 / 0.6) / 0.6, rel=1e-9)
     assert check.detail["l_minor"] == pytest.approx(stats.norm.pdf(0.5 / 0.6) / 0.6, rel=1e-9)
@@ -472,7 +474,7 @@ def test_theorem1_details_hand_computed():
 def test_theorem1_large_variance_minority_fails_and_is_worse():
     # larger overlap through a huge variance: l_minor < l_major, and the minority push does not help
     minor = Group.make(-1, 1, 3.0)
-    check = theorem1(MAJOR, minor, 0.2)
+    check = theorem1(MAJOR, minor, 0.12, 0.1)
     assert check.applies and not check.condition and not check.predicts_mime
     rng = np.random.default_rng(22)
     for side in (-1, 1):
@@ -484,20 +486,22 @@ def test_theorem1_large_variance_minority_fails_and_is_worse():
 
 def test_theorem1_assumption_flags():
     minor = Group.make(-0.5, 0.5, 0.6)
-    assert theorem1(MAJOR, minor, 0.2).assumptions == {
-        "symmetric_gaussian": True, "no_domain_gap": True, "O_major<O_minor": True, "Delta>0": True}
-    gap = theorem1(MAJOR, Group.make(-0.4, 0.6, 0.6), 0.2)
+    assert theorem1(MAJOR, minor, 0.12, 0.1).assumptions == {
+        "symmetric_gaussian": True, "no_domain_gap": True, "O_major<O_minor": True, "Delta>0": True,
+        "eta<=Delta": True, "Delta_small": True}
+    assert theorem1(MAJOR, minor, 0.2, 0.1).assumptions["Delta_small"] is False   # 0.2 > 0.25 * 0.6
+    gap = theorem1(MAJOR, Group.make(-0.4, 0.6, 0.6), 0.12, 0.1)
     assert gap.assumptions["no_domain_gap"] is False and not gap.applies
     assert gap.condition and not gap.predicts_mime  # condition alone is not enough
     for other in (Group.make(-0.5, 0.5, 0.6, family="laplace"), Group.make(-0.5, 0.5, 0.6, prior=0.4),
                   Group.make(-0.5, 0.5, 0.6, 0.7)):
-        chk = theorem1(MAJOR, other, 0.2)
+        chk = theorem1(MAJOR, other, 0.12, 0.1)
         assert not chk.assumptions["symmetric_gaussian"] and not chk.applies and not chk.predicts_mime
-    lap = theorem1(Group.make(-1, 1, 0.6, family="logistic"), minor, 0.2)
+    lap = theorem1(Group.make(-1, 1, 0.6, family="logistic"), minor, 0.12, 0.1)
     assert not lap.assumptions["symmetric_gaussian"]
-    easier = theorem1(MAJOR, Group.make(-2, 2, 0.6), 0.2)
+    easier = theorem1(MAJOR, Group.make(-2, 2, 0.6), 0.12, 0.1)
     assert easier.assumptions["O_major<O_minor"] is False and not easier.predicts_mime
-    assert theorem1(MAJOR, minor, 0.0).assumptions["Delta>0"] is False
+    assert theorem1(MAJOR, minor, 0.0, 0.1).assumptions["Delta>0"] is False
 
 
 THEOREM2_MIME = [  # (major, minor, Delta, eta) with 0 < delta < Delta, predicted on both sides
@@ -512,8 +516,8 @@ def test_theorem2_predicted_mime_holds_in_simulation(major, minor, Delta, eta):
     rng = np.random.default_rng(23)
     d_star = major.ideal_threshold()
     for side in (-1, 1):
-        check = theorem2(major, minor, Delta, side)
-        assert check.applies and check.predicts_mime
+        check = theorem2(major, minor, Delta, side, eta)
+        assert check.condition and check.assumptions["eta<=Delta"]
         diff, se = push_advantage_mc(major, minor, d_star + side * Delta, eta, 200_000, rng)
         assert diff > 4 * se, (side, diff, se)
 
@@ -525,7 +529,7 @@ def test_theorem2_cases_and_eq12_bound():
     O_major, O_minor = Phi(-1 / 0.6), Phi(-0.5 / 0.6)
     l_major, l_minor = stats.norm.pdf(1 / 0.6) / 0.6, stats.norm.pdf(0.5 / 0.6) / 0.6
     f = (l_minor / O_minor) / (l_major / O_major)
-    right, left = theorem2(MAJOR, minor, Delta, +1), theorem2(MAJOR, minor, Delta, -1)
+    right, left = theorem2(MAJOR, minor, Delta, +1, 0.1), theorem2(MAJOR, minor, Delta, -1, 0.1)
     assert right.theorem == "2"
     assert right.detail["case"] == 2 and left.detail["case"] == 1  # same / different halfspace
     assert right.detail["delta"] == pytest.approx(delta, abs=1e-9)
@@ -535,19 +539,22 @@ def test_theorem2_cases_and_eq12_bound():
     assert left.condition == (l_minor * (Delta + delta) > l_major * Delta)
     # mirror image: the cases swap sides
     mirror = Group.make(-0.6, 0.4, 0.6)
-    assert theorem2(MAJOR, mirror, Delta, -1).detail["case"] == 2
-    assert theorem2(MAJOR, mirror, Delta, +1).detail["case"] == 1
+    assert theorem2(MAJOR, mirror, Delta, -1, 0.1).detail["case"] == 2
+    assert theorem2(MAJOR, mirror, Delta, +1, 0.1).detail["case"] == 1
     # assumptions
-    assert right.assumptions == {"symmetric_gaussian": True, "domain_gap>0": True, "delta<Delta": True}
-    assert theorem2(MAJOR, minor, 0.05, 1).assumptions["delta<Delta"] is False
-    assert not theorem2(MAJOR, Group.make(-0.4, 0.6, 0.6, prior=0.4), Delta, 1).applies
+    assert right.assumptions == {"symmetric_gaussian": True, "domain_gap>0": True, "delta<Delta": True,
+                                 "Delta>0": True, "eta<=Delta": True, "delta+Delta_small": False}
+    assert theorem2(MAJOR, minor, 0.05, 1, 0.05).assumptions["delta<Delta"] is False
+    assert not theorem2(MAJOR, Group.make(-0.4, 0.6, 0.6, prior=0.4), Delta, 1, 0.1).applies
+    near = Group.make(-0.47, 0.53, 0.6)                       # delta = 0.03: delta + Delta = 0.13 <= 0.15
+    assert theorem2(MAJOR, near, 0.1, 1, 0.05).assumptions["delta+Delta_small"] is True
 
 
 def test_theorem2_eq12_fails_when_gap_close_to_Delta():
     # delta = 0.25, Delta = 0.3: (1 - delta/Delta) = 1/6 kills the same-halfspace case
     minor = Group.make(-0.25, 0.75, 0.6)
-    check = theorem2(MAJOR, minor, 0.3, +1)
-    assert check.detail["case"] == 2 and check.applies and not check.condition
+    check = theorem2(MAJOR, minor, 0.3, +1, 0.1)
+    assert check.detail["case"] == 2 and not check.condition
     assert push_advantage_exact(MAJOR, minor, 0.3, 0.1) < 0
     diff, se = push_advantage_mc(MAJOR, minor, 0.3, 0.1, 200_000, np.random.default_rng(24))
     assert diff < -4 * se
@@ -556,7 +563,7 @@ def test_theorem2_eq12_fails_when_gap_close_to_Delta():
 @pytest.mark.parametrize("side", [0, 2, -2, 0.5])
 def test_theorem2_rejects_bad_side(side):
     with pytest.raises(ValueError):
-        theorem2(MAJOR, Group.make(-0.4, 0.6, 0.6), 0.3, side)
+        theorem2(MAJOR, Group.make(-0.4, 0.6, 0.6), 0.3, side, 0.1)
 
 
 THEOREM3_HOLDS = [  # (major, minor, Delta, eta <= Delta)
@@ -584,7 +591,7 @@ def _tail_weights(major, minor, Delta):
 
 @pytest.mark.parametrize("major,minor,Delta,eta", THEOREM3_HOLDS)
 def test_theorem3_holds_implies_minority_advantage_on_both_sides(major, minor, Delta, eta):
-    check = theorem3(major, minor, Delta)
+    check = theorem3(major, minor, Delta, eta)
     assert check.condition and check.predicts_mime and check.theorem == "3"
     t_minor, t_major = _tail_weights(major, minor, Delta)
     assert check.detail == pytest.approx({"min_minor": min(t_minor), "max_major": max(t_major)})
@@ -598,7 +605,7 @@ def test_theorem3_holds_implies_minority_advantage_on_both_sides(major, minor, D
 
 @pytest.mark.parametrize("major,minor,Delta,eta", THEOREM3_FAILS)
 def test_theorem3_fails_and_some_side_has_no_advantage(major, minor, Delta, eta):
-    check = theorem3(major, minor, Delta)
+    check = theorem3(major, minor, Delta, eta)
     assert not check.condition and not check.predicts_mime
     rng = np.random.default_rng(26)
     d_star = major.ideal_threshold()
@@ -631,10 +638,75 @@ def test_theorem3_is_exact_for_fixed_step_updates():
             assert a == pytest.approx(
                 eta * s * float(minor.tail_weight(d) - major.tail_weight(d)), abs=1e-12)
             adv.append(a)
-        if theorem3(major, minor, Delta).condition:
+        if theorem3(major, minor, Delta, eta).condition:
             n_true += 1
             assert min(adv) > 0
     assert 10 <= n_true <= 140  # the sweep exercised both outcomes
+
+
+def test_every_theorem_refuses_a_step_larger_than_Delta():
+    """The issue's case: Laplace, prior 0.3, Delta = 0.3, eta = 0.6. Eq. 15 holds, yet the exact push
+    advantage is negative on both sides; with eta > Delta the checks must not predict MIME."""
+    major = Group.make(-1.0, 1.0, 0.6, prior=0.3, family="laplace")
+    minor = Group.make(-0.5, 0.5, 0.6, prior=0.3, family="laplace")
+    big = theorem3(major, minor, 0.3, eta=0.6)
+    assert big.condition and not big.applies and not big.predicts_mime
+    assert big.assumptions["eta<=Delta"] is False
+    assert all(exact_push_advantage(major, minor, s, 0.3, 0.6) < 0 for s in (-1, 1))
+    assert theorem3(major, minor, 0.3, eta=0.3).predicts_mime          # eta = Delta is allowed
+    assert all(exact_push_advantage(major, minor, s, 0.3, 0.3) > 0 for s in (-1, 1))
+    g_major, g_minor = Group.make(-1, 1, 0.6), Group.make(-0.5, 0.5, 0.6)
+    assert not theorem1(g_major, g_minor, 0.1, eta=0.2).applies
+    assert not theorem2(g_major, Group.make(-0.47, 0.53, 0.6), 0.1, 1, eta=0.2).applies
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        theorem3(major, minor, 0.3, eta=0.0)
+
+
+def test_theorem_sweep_finds_first_order_errors_beyond_small_and_none_within():
+    sweep = theorem_sweep(120, [0.1, 0.8], np.random.default_rng(1))
+    assert set(sweep.theorem) == {"1", "2", "3"}
+    wrong = sweep.predicts & (sweep.advantage <= 0)
+    # Theorem 3 is exact for eta <= Delta: never wrong
+    assert not wrong[sweep.theorem == "3"].any()
+    # within the stated "small" regime the first-order theorems agree with the exact push
+    small = sweep.applies & sweep.theorem.isin(["1", "2"])
+    assert small.sum() > 10 and not wrong[small].any()
+    # the check can fail: far outside it, Theorem 2 errs on some predicted configurations
+    big = (sweep.theorem == "2") & (sweep.Delta == 0.8) & sweep.predicts
+    assert wrong[big].sum() >= 1
+    summ = sweep_summary(sweep).set_index(["theorem", "Delta"])
+    assert summ.loc[("3", 0.8), "wrong"] == 0 and summ.loc[("2", 0.8), "wrong"] == wrong[big].sum()
+    assert (summ.loc[("2", 0.8), "max_shortfall"] > 0) and np.isnan(summ.loc[("3", 0.8), "max_shortfall"])
+
+
+def test_theorems_1_and_2_are_special_cases_of_theorem_3_in_their_regime():
+    """Where Theorem 1 (2) applies and predicts MIME, eq. 15 (its half on the side of Theorem 2's
+    h_{K-1}) holds too: within 'Delta small' the first-order theorems are special cases of the exact one."""
+    rng = np.random.default_rng(8)
+    checked = 0
+    for _ in range(300):
+        m, sigma = rng.uniform(0.6, 1.4), rng.uniform(0.4, 1.0)
+        major = Group.make(-m, m, sigma)
+        sd = sigma * rng.uniform(0.8, 1.2)
+        Delta = SMALL * min(sigma, sd) * rng.uniform(0.3, 1.0)
+        eta = Delta * rng.uniform(0.2, 1.0)
+        gap = rng.uniform(-0.5, 0.5) * min(Delta, SMALL * min(sigma, sd) - Delta)
+        minor = Group.make(gap - rng.uniform(0.2, 0.9) * m, gap + rng.uniform(0.2, 0.9) * m, sd)
+        d = major.ideal_threshold()
+        t = {s: float(s * (minor.tail_weight(d + s * Delta) - major.tail_weight(d + s * Delta)))
+             for s in (-1, 1)}
+        if abs(domain_gap(major, minor)) < 1e-12:
+            chk = theorem1(major, minor, Delta, eta)
+            if chk.predicts_mime:
+                checked += 1
+                assert theorem3(major, minor, Delta, eta).predicts_mime
+        else:
+            for side in (-1, 1):
+                chk = theorem2(major, minor, Delta, side, eta)
+                if chk.predicts_mime:
+                    checked += 1
+                    assert t[side] > 0, (side, t)
+    assert checked > 30
 
 
 # =============================================================================================
@@ -763,7 +835,7 @@ def test_mime_summary_other_column_and_errors():
 # =============================================================================================
 def test_existence_map_tiny_grid():
     major = MAJOR
-    Delta, eta = 0.2, 0.1
+    Delta, eta = 0.12, 0.1
     curve = dict(n_train=10, betas=[0, 0.5, 1], trials=6, eta=0.5, epochs=2, d0=0.0)
     seps, gaps = [0.5, 1.5], [0.0, 0.3]
     em = existence_map(major, seps, gaps, Delta, eta, pushes=500, curve=curve,
@@ -780,11 +852,11 @@ def test_existence_map_tiny_grid():
         assert (row.overlap_ratio < 1) == (row.separation < 1.0)  # majority's separation is 1
         assert row.delta == pytest.approx(abs(row.gap), abs=1e-9)
         minor = Group.make(row.gap - row.separation, row.gap + row.separation, 0.6)
-        assert row.theorem3 == theorem3(major, minor, Delta).predicts_mime
+        assert row.theorem3 == theorem3(major, minor, Delta, eta).predicts_mime
         if row.gap == 0:
-            assert row.theorem1_2 == theorem1(major, minor, Delta).predicts_mime
+            assert row.theorem1_2 == theorem1(major, minor, Delta, eta).predicts_mime
         else:
-            assert row.theorem1_2 == all(theorem2(major, minor, Delta, s).predicts_mime for s in (-1, 1))
+            assert row.theorem1_2 == all(theorem2(major, minor, Delta, s, eta).predicts_mime for s in (-1, 1))
         assert row.push_mime == (row.push_advantage > 0)
         assert row.curve_beta_star in (0.5, 1.0)
         assert np.isnan(row.curve_p_value) or 0 <= row.curve_p_value <= 1  # NaN: all paired gains equal
@@ -793,3 +865,49 @@ def test_existence_map_tiny_grid():
     assert first.theorem3 and first.theorem1_2
     last = em[(em.separation == 1.5) & (em.gap == 0.0)].iloc[0]
     assert not last.theorem3 and not last.theorem1_2
+
+
+# =============================================================================================
+# the MIME curve taken apart: a start-free learner, symmetric starts, bias and spread
+# =============================================================================================
+def test_erm_threshold_hand_computed_and_minimises_training_error():
+    # sorted x: 0.1(1) 0.3(1) 0.5(2) 0.7(1) 0.9(2): the cut 0.4 makes one error (0.7), so does 0.8 (0.5)
+    x = np.array([[0.5, 0.1, 0.9, 0.3, 0.7]])
+    y = np.array([[2, 1, 2, 1, 1]])
+    assert erm_threshold(x, y)[0] == pytest.approx(0.4)            # lower median of the tied cuts
+    sep = erm_threshold(np.array([[0.0, 1.0, 2.0, 3.0]]), np.array([[1, 1, 2, 2]]))
+    assert sep[0] == pytest.approx(1.5)                             # separable: the gap's midpoint
+    rng = np.random.default_rng(3)
+    xs, ys = MAJOR.sample((200, 15), rng)
+    d = erm_threshold(xs, ys)
+    err = lambda t: ((ys == 2) & (xs <= t[:, None])).sum(1) + ((ys == 1) & (xs > t[:, None])).sum(1)
+    for shift in np.linspace(-2, 2, 41):                            # no other threshold does better
+        assert (err(d) <= err(np.full(200, shift))).all()
+
+
+def test_start_free_learner_does_not_depend_on_start_or_step_and_perceptron_does():
+    minor = Group.make(-0.5, 0.5, 0.6)
+    kw = dict(n_train=30, betas=[0, 0.5, 1], trials=40, epochs=5, decay=1.0, learner="erm")
+    a = mime_curve(MAJOR, minor, eta=2.0, d0=-2.0, rng=np.random.default_rng(9), **kw)
+    b = mime_curve(MAJOR, minor, eta=0.1, d0=np.linspace(-3, 3, 40), rng=np.random.default_rng(9), **kw)
+    pd.testing.assert_frame_equal(a, b)
+    kw["learner"] = "perceptron"
+    p1 = mime_curve(MAJOR, minor, eta=2.0, d0=-2.0, rng=np.random.default_rng(9), **kw)
+    p2 = mime_curve(MAJOR, minor, eta=2.0, d0=2.0, rng=np.random.default_rng(9), **kw)
+    assert not np.allclose(p1.threshold, p2.threshold)
+    with pytest.raises(ValueError, match="learner got 'svm'"):
+        mime_curve(MAJOR, minor, eta=1.0, d0=0.0, rng=np.random.default_rng(9), **{**kw, "learner": "svm"})
+    with pytest.raises(ValueError, match="d0 got shape"):
+        mime_curve(MAJOR, minor, eta=1.0, d0=np.zeros(3), rng=np.random.default_rng(9), **kw)
+
+
+def test_symmetric_starts_and_threshold_decomposition():
+    starts = mime.symmetric_starts(MAJOR, 4000, 2.0, np.random.default_rng(1))
+    assert starts.min() >= -2.0 and starts.max() <= 2.0 and abs(starts.mean()) < 0.1
+    curve = pd.DataFrame({"beta": [0.0, 0.0, 1.0, 1.0], "trial": [0, 1, 0, 1],
+                          "threshold": [0.1, 0.3, -0.1, 0.1], "majority_acc": [0.9, 0.8, 0.95, 0.9]})
+    t = mime.threshold_decomposition(curve, MAJOR).set_index("beta")   # MAJOR's ideal threshold is 0
+    assert t.loc[0.0, "bias"] == pytest.approx(0.2) and t.loc[1.0, "bias"] == pytest.approx(0.0)
+    assert t.loc[0.0, "sd"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert t.loc[0.0, "rmse"] == pytest.approx(np.sqrt((0.01 + 0.09) / 2))
+    assert t.loc[1.0, "majority_acc"] == pytest.approx(0.925)

@@ -116,12 +116,12 @@ def test_theorem_checks_columns_and_sides():
     cases = [("mime_thm1", "T1", theorem1, minor, MAJOR, None),
              ("mime_thm3", "T3", theorem3, minor, MAJOR, None),
              ("", "other", theorem1, Group.make(-1, 1, 2.4), MAJOR, None)]
-    t = theorem_checks(cases, Delta=0.3, eta=0.05, pushes=20_000, rng=np.random.default_rng(1))
+    t = theorem_checks(cases, Delta=0.14, eta=0.05, pushes=200_000, rng=np.random.default_rng(1))
     assert list(t.key) == ["mime_thm1", "mime_thm3", ""]
     assert t["theorem predicts MIME"].tolist() == [True, True, False]
     np.testing.assert_allclose(t.worst, t[["adv_lower", "adv_upper"]].min(axis=1))
     assert (t.se_lower > 0).all()
-    table = claims(theorems=t, pushes=20_000)
+    table = claims(theorems=t, pushes=200_000)
     assert set(table.key) == {"mime_thm1", "mime_thm3"}  # rows without a claim key are shown only
     assert (table.verdict == "reproduced").all()
 
@@ -224,6 +224,20 @@ def test_real_sweep_claims_null_effect_and_power_note():
     assert text.startswith("adult: ") and "; compas: " in text and "3 held-out trials" in text
 
 
+def test_interior_vs_end_point_hand_computed():
+    from fairbook.mime import heldout_interior_vs_end
+    acc = {0: (0.70, 0.80, 0.75, 0.70), 1: (0.60, 0.62, 0.70, 0.65), 2: (0.50, 0.52, 0.58, 0.45),
+           3: (0.80, 0.79, 0.90, 0.85)}
+    curve = pd.DataFrame([{"beta": b, "trial": t, "majority_acc": a}
+                          for t, v in acc.items() for b, a in zip((0.0, 0.3, 0.6, 1.0), v)])
+    # even trials 0, 2: interior means 0.66 (0.3) and 0.665 (0.6) -> beta* = 0.6; odd trials 1, 3
+    beta_star, gain = heldout_interior_vs_end(curve)
+    assert beta_star == 0.6
+    np.testing.assert_allclose(gain.to_numpy(), [100 * (0.70 - 0.65), 100 * (0.90 - 0.85)])
+    with pytest.raises(ValueError, match="beta = 1"):
+        heldout_interior_vs_end(curve[curve.beta != 1.0])
+
+
 # --- the whole family ---------------------------------------------------------------------------
 def test_full_table_columns_keys_and_holm():
     rng = np.random.default_rng(5)
@@ -233,9 +247,10 @@ def test_full_table_columns_keys_and_holm():
     table = claims(push=push_table(rng), theorems=t, curves=curves,
                    sweeps=curve_table(rng, trials=6, dataset="compas"), eta=0.05, pushes=10, flips=100)
     assert list(table.columns) == cl.COLUMNS
-    assert list(table.key) == ["mime_push", "mime_thm1", "mime_thm3", "mime_curve_nogap", "mime_maxgain_nogap",
+    assert list(table.key) == ["mime_push", "mime_thm1", "mime_thm3", "mime_curve_nogap",
+                               "mime_curve_nogap_interior", "mime_maxgain_nogap",
                                "mime_curve_smallgap", "mime_maxgain_smallgap", "mime_curve_largegap",
-                               "mime_real_compas"]
+                               "mime_curve_nogap_erm", "mime_real_compas"]
     assert (table.chapter == "mime").all() and table.key.str.startswith("mime_").all()
     assert set(table.verdict) <= set(cl.VERDICTS)
     np.testing.assert_allclose(table.p_holm, cl.holm(table.p))
