@@ -24,7 +24,8 @@ from .stats import paired_ttest
 
 __all__ = [
     "beta_sweep", "group_difficulty", "decision_projection", "empirical_overlap", "empirical_group",
-    "table1", "image_recipe", "engine_inputs", "check_parameters",
+    "table1", "image_recipe", "tabular_recipe", "class_balanced", "beta_indices", "engine_inputs",
+    "check_parameters",
     "Group", "majority_minority", "domain_gap", "push_advantage", "expected_push_performance", "simulate_push", "perceptron_threshold",
     "push_experiment", "mime_curve", "erm_threshold", "symmetric_starts", "threshold_decomposition",
     "LEARNERS", "mime_summary", "theorem1", "theorem2", "theorem3", "SMALL",
@@ -667,8 +668,38 @@ def image_recipe(lr: float = 5e-4) -> dict:
             "schedule": Schedule("cosine", t_max=30)}
 
 
+def tabular_recipe(lr: float = 5e-4) -> dict:
+    """The authors' Adult recipe (their public code): AdamW, betas (0.5, 0.999), weight decay 0.08,
+    cosine annealing over the run down to 0.01 x lr, batch 30."""
+    from .train import Optim, Schedule
+
+    return {"optim": Optim("adamw", lr=lr, betas=(0.5, 0.999), weight_decay=0.08),
+            "schedule": Schedule("cosine", min_lr_factor=0.01), "batch_size": 30}
+
+
+def class_balanced(y, groups, rng: np.random.Generator) -> np.ndarray:
+    """Row indices with equal class counts within each group (the larger classes of a group
+    subsampled without replacement to its smallest class): the authors' protocol for MIME's training
+    pools and test sets. Sorted."""
+    y, groups = np.asarray(y), np.asarray(groups)
+    keep = []
+    for g in np.unique(groups):
+        rows = [np.flatnonzero((groups == g) & (y == c)) for c in np.unique(y)]
+        k = min(len(r) for r in rows)
+        keep += [rng.choice(r, k, replace=False) for r in rows]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+def beta_indices(pools: dict, majority: int, n_train: int, beta: float) -> np.ndarray:
+    """The training rows at minority fraction ``beta``: the first ``n_train - round(beta n_train)``
+    rows of the majority pool and the first ``round(beta n_train)`` of the minority pool, so the
+    majority part shrinks and the minority part grows by prefixes as beta rises (nested sets)."""
+    k = int(round(beta * n_train))
+    return np.concatenate([pools[majority][:n_train - k], pools[1 - majority][:k]])
+
+
 def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: int, make_model,
-               fit_kwargs: dict, seed: int = 0) -> pd.DataFrame:
+               fit_kwargs: dict, seed: int = 0, balance: bool = True) -> pd.DataFrame:
     """MIME §4.2: majority accuracy against the minority fraction beta at a fixed training size.
 
     ``splits(trial) -> (train, val, test)`` gives each trial its own random split (``Dataset``s with
@@ -678,6 +709,10 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
     minority samples *replace* majority samples. Each model is trained by :func:`fairbook.train.fit`
     and the epoch is chosen on *validation* majority accuracy; ``best_test_acc`` is the official
     code's choice, the best *test* majority accuracy over epochs (optimistic by construction).
+
+    ``balance`` (the authors' protocol, default): the classes are balanced within each group of the
+    training pools, the validation and the test set (:func:`class_balanced`); ``False`` keeps the
+    data's class ratios.
     """
     from . import train as tr
     from .metrics import accuracy
@@ -688,6 +723,8 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
     for trial in range(trials):
         trn, val, tst = splits(trial)
         rng = np.random.default_rng([seed, trial])
+        if balance:
+            trn, val, tst = (d.subset(class_balanced(d.y, d.groups[attr], rng)) for d in (trn, val, tst))
         pools = {g: rng.permutation(np.flatnonzero(trn.groups[attr] == g)) for g in (majority, 1 - majority)}
         if min(len(p) for p in pools.values()) < n_train:
             raise ValueError(f"n_train = {n_train} exceeds a group's training pool "
@@ -696,8 +733,7 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
         fit_seed = int(rng.integers(2**31))  # the same initialisation for every beta of a trial
         for beta in betas:
             k = int(round(beta * n_train))
-            idx = np.concatenate([pools[majority][:n_train - k], pools[1 - majority][:k]])
-            sub = trn.subset(idx)
+            sub = trn.subset(beta_indices(pools, majority, n_train, beta))
             test_curve = []
 
             def track(epoch, model, row, _t=tst, _m=tmask):

@@ -85,12 +85,14 @@ class Optim:
 @dataclass(frozen=True)
 class Schedule:
     """Learning-rate schedule stepped once per epoch: ``none``, ``multistep`` (``milestones``,
-    ``gamma``) or ``cosine`` (``t_max`` epochs, default the number of epochs)."""
+    ``gamma``) or ``cosine`` (``t_max`` epochs, default the number of epochs, down to
+    ``min_lr_factor`` times the initial learning rate)."""
 
     name: str = "none"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     t_max: int | None = None
+    min_lr_factor: float = 0.0
 
     def build(self, opt: torch.optim.Optimizer, epochs: int):
         if self.name == "none":
@@ -98,7 +100,8 @@ class Schedule:
         if self.name == "multistep":
             return torch.optim.lr_scheduler.MultiStepLR(opt, list(self.milestones), gamma=self.gamma)
         if self.name == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.t_max or epochs)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=self.t_max or epochs, eta_min=self.min_lr_factor * opt.param_groups[0]["lr"])
         raise ValueError(f"schedule must be one of none, multistep, cosine, got {self.name!r}")
 
 

@@ -111,3 +111,80 @@ def test_image_recipe_is_the_papers():
     r = mime.image_recipe()
     assert r["optim"].name == "adamw" and r["optim"].lr == 5e-4 and r["optim"].betas == (0.5, 0.999)
     assert r["optim"].weight_decay == 0.08 and r["schedule"].name == "cosine" and r["schedule"].t_max == 30
+
+
+def test_class_balanced_equalises_classes_within_each_group():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], [300, 200])
+    y = np.concatenate([(rng.random(300) < 0.2), (rng.random(200) < 0.6)]).astype(int)
+    idx = mime.class_balanced(y, groups, np.random.default_rng(1))
+    assert np.all(np.diff(idx) > 0)
+    for g in (0, 1):
+        counts = [int(((groups[idx] == g) & (y[idx] == c)).sum()) for c in (0, 1)]
+        smallest = min(int(((groups == g) & (y == c)).sum()) for c in (0, 1))
+        assert counts == [smallest, smallest]
+
+
+def test_beta_indices_are_nested_across_beta():
+    pools = {0: np.arange(100), 1: np.arange(1000, 1100)}
+    sets = [set(mime.beta_indices(pools, 0, 40, b)) for b in (0.0, 0.25, 0.5, 1.0)]
+    assert all(len(s) == 40 for s in sets)
+    for a, b in zip(sets, sets[1:]):
+        assert {i for i in b if i < 1000} <= {i for i in a if i < 1000}     # majority part shrinks
+        assert {i for i in a if i >= 1000} <= {i for i in b if i >= 1000}   # minority part grows
+
+
+def test_beta_sweep_selects_on_majority_validation_and_never_reads_test():
+    """Scrambling the test labels changes the reported test accuracy but not the chosen epoch: the
+    choice reads validation only, and only its majority rows (minority validation rows are ignored)."""
+    def scrambled(trial):
+        trn, val, tst = splits(trial)
+        tst.y[:] = np.random.default_rng(trial).permutation(tst.y)
+        return trn, val, tst
+
+    def noisy_minority_val(trial):
+        trn, val, tst = splits(trial)
+        hard = val.groups["g"] == 1
+        val.y[hard] = 1 - val.y[hard]                                        # flip minority labels
+        return trn, val, tst
+
+    kw = dict(betas=[0.0, 0.5], n_train=100, trials=2, make_model=make, fit_kwargs=dict(FIT, epochs=4), seed=0)
+    base = mime.beta_sweep(splits, "g", 0, **kw)
+    assert base.best_epoch.tolist() == mime.beta_sweep(scrambled, "g", 0, **kw).best_epoch.tolist()
+    assert base.best_epoch.tolist() == mime.beta_sweep(noisy_minority_val, "g", 0, **kw).best_epoch.tolist()
+
+
+def test_beta_sweep_balances_classes_by_default():
+    def skewed(trial):
+        d = [toy(n, s + trial) for n, s in ((900, 10), (300, 100), (300, 1000))]
+        for ds in d:                                     # drop most of class 1 in the easy group
+            keep = ~((ds.groups["g"] == 0) & (ds.y == 1) & (np.arange(len(ds.y)) % 3 != 0))
+            ds_sub = ds.subset(np.flatnonzero(keep))
+            ds.__dict__.update(ds_sub.__dict__)
+        return tuple(d)
+    seen = []
+    orig = mime.class_balanced
+    try:
+        mime.class_balanced = lambda y, g, rng: seen.append((np.asarray(y), np.asarray(g))) or orig(y, g, rng)
+        mime.beta_sweep(skewed, "g", 0, [0.0], n_train=50, trials=1, make_model=make, fit_kwargs=FIT)
+        assert len(seen) == 3                            # train, validation and test balanced
+        seen.clear()
+        mime.beta_sweep(skewed, "g", 0, [0.0], n_train=50, trials=1, make_model=make, fit_kwargs=FIT,
+                        balance=False)
+        assert not seen
+    finally:
+        mime.class_balanced = orig
+
+
+def test_tabular_recipe_is_the_authors_and_cosine_ends_at_one_percent():
+    r = mime.tabular_recipe()
+    assert r["optim"] == train.Optim("adamw", lr=5e-4, betas=(0.5, 0.999), weight_decay=0.08)
+    assert r["batch_size"] == 30 and r["schedule"].min_lr_factor == 0.01
+    opt = r["optim"].build(torch.nn.Linear(2, 1).parameters())
+    sched = r["schedule"].build(opt, epochs=10)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[-1] == pytest.approx(0.01 * 5e-4) and all(a >= b for a, b in zip(lrs, lrs[1:]))
