@@ -215,7 +215,11 @@ def test_real_sweep_claims_null_effect_and_power_note():
     sweeps = pd.concat([curve_table(rng, trials=6, sd=0.03, dataset="adult"),
                         curve_table(rng, trials=6, dataset="compas")])
     table = claims(sweeps=sweeps).set_index("key")
-    assert list(table.index) == ["mime_real_adult", "mime_real_compas"]
+    assert list(table.index) == ["mime_real_adult", "mime_real_maxgain_adult", "mime_real_compas",
+                                 "mime_real_maxgain_compas"]
+    assert table.loc["mime_real_maxgain_adult", "n"] == 6 and table.loc["mime_real_maxgain_adult", "kind"] == "permutation"
+    probes = claims(probes=curve_table(rng, trials=6, dataset="adult")).set_index("key")
+    assert list(probes.index) == ["mime_probe_adult"] and probes.loc["mime_probe_adult", "n"] == 3
     assert table.loc["mime_real_adult", "paper_effect"] == 0.98  # the paper's Table 2, DS-5
     assert "underpowered" in table.loc["mime_real_adult", "note"]  # 3 held-out trials cannot see 1 pp
     assert np.isnan(table.loc["mime_real_compas", "paper_effect"])
@@ -250,7 +254,7 @@ def test_full_table_columns_keys_and_holm():
     assert list(table.key) == ["mime_push", "mime_thm1", "mime_thm3", "mime_curve_nogap",
                                "mime_curve_nogap_interior", "mime_maxgain_nogap",
                                "mime_curve_smallgap", "mime_maxgain_smallgap", "mime_curve_largegap",
-                               "mime_curve_nogap_erm", "mime_real_compas"]
+                               "mime_curve_nogap_erm", "mime_real_compas", "mime_real_maxgain_compas"]
     assert (table.chapter == "mime").all() and table.key.str.startswith("mime_").all()
     assert set(table.verdict) <= set(cl.VERDICTS)
     np.testing.assert_allclose(table.p_holm, cl.holm(table.p))

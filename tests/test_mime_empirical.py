@@ -188,3 +188,24 @@ def test_tabular_recipe_is_the_authors_and_cosine_ends_at_one_percent():
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[-1] == pytest.approx(0.01 * 5e-4) and all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_linear_probe_sweep_keeps_the_backbone_fixed():
+    calls = []
+    orig_fit = train.fit
+
+    def spy(model, X, y, **kw):
+        calls.append(type(model).__name__)
+        return orig_fit(model, X, y, **kw)
+
+    train.fit = spy
+    try:
+        df = mime.linear_probe_sweep(splits, "g", 0, [0.0, 0.5, 1.0], n_train=100, trials=2, make_model=make,
+                                     fit_kwargs=FIT, probe_kwargs=dict(epochs=5, batch_size=32,
+                                                                       optim=train.Optim("adam", lr=1e-2)))
+    finally:
+        train.fit = orig_fit
+    # per trial: one backbone (an MLP), then one linear head per beta, nothing else trained
+    assert calls == (["MLP"] + ["Linear"] * 3) * 2
+    assert len(df) == 6 and df.majority_acc.between(0, 1).all()
+    assert df.set_index(["trial", "beta"]).n_minor.tolist() == [0, 50, 100] * 2
