@@ -209,3 +209,13 @@ def test_linear_probe_sweep_keeps_the_backbone_fixed():
     assert calls == (["MLP"] + ["Linear"] * 3) * 2
     assert len(df) == 6 and df.majority_acc.between(0, 1).all()
     assert df.set_index(["trial", "beta"]).n_minor.tolist() == [0, 50, 100] * 2
+
+
+def test_image_recipes_are_the_authors_per_dataset():
+    ff, utk = mime.image_fit_kwargs("fairface"), mime.image_fit_kwargs("utkface")
+    assert (ff["epochs"], ff["batch_size"], ff["schedule"].t_max) == (35, 30, 30)
+    assert ff["optim"] == train.Optim("adamw", lr=5e-4, betas=(0.5, 0.999), weight_decay=0.08)
+    assert (utk["epochs"], utk["batch_size"], utk["schedule"].t_max) == (65, 25, 65)
+    assert utk["optim"] == train.Optim("adamw", lr=6e-4, betas=(0.5, 0.999), weight_decay=0.05)
+    with pytest.raises(ValueError, match="image_fit_kwargs: dataset got 'adult'"):
+        mime.image_fit_kwargs("adult")
