@@ -210,3 +210,11 @@ def test_eo_claims_compare_the_papers_max_gap_and_lr_chosen_on_validation():
         AC.chosen(lr, "lr search", "FFT")
     with pytest.raises(ValueError, match="setting column 'epochs'"):
         AC.chosen(lr, "lr search", "SFT", by="epochs")
+
+
+def test_every_claim_section_is_a_label_of_the_chapter():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "aimfair.md").read_text()
+    sections = set(AC.claims(make_runs(np.random.default_rng(8)))["section"])
+    assert sections and all(f"({s})=" in text for s in sections), sections
