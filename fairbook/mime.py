@@ -744,7 +744,8 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
         pools = {g: rng.permutation(np.flatnonzero(trn.groups[attr] == g)) for g in (majority, 1 - majority)}
         if min(len(p) for p in pools.values()) < n_train:
             raise ValueError(f"n_train = {n_train} exceeds a group's training pool "
-                             f"({ {g: len(p) for g, p in pools.items()} })")
+                             f"({ {g: len(p) for g, p in pools.items()} }"
+                             f"{', classes balanced within each group' if balance else ''})")
         vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
         fit_seed = int(rng.integers(2**31))  # the same initialisation for every beta of a trial
         for beta in betas:
