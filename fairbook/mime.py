@@ -714,6 +714,22 @@ def beta_indices(pools: dict, majority: int, n_train: int, beta: float) -> np.nd
     return np.concatenate([pools[majority][:n_train - k], pools[1 - majority][:k]])
 
 
+def _trial_data(splits, trial: int, attr: str, majority: int, n_train: int, seed: int, balance: bool):
+    """One trial's data for :func:`beta_sweep` and :func:`linear_probe_sweep`: its split (classes
+    balanced within each group if ``balance``), the shuffled majority and minority training pools and
+    the initialisation seed shared by every beta of the trial."""
+    trn, val, tst = splits(trial)
+    rng = np.random.default_rng([seed, trial])
+    if balance:
+        trn, val, tst = (d.subset(class_balanced(d.y, d.groups[attr], rng)) for d in (trn, val, tst))
+    pools = {g: rng.permutation(np.flatnonzero(trn.groups[attr] == g)) for g in (majority, 1 - majority)}
+    if min(len(p) for p in pools.values()) < n_train:
+        raise ValueError(f"n_train = {n_train} exceeds a group's training pool "
+                         f"({ {g: len(p) for g, p in pools.items()} }"
+                         f"{', classes balanced within each group' if balance else ''})")
+    return trn, val, tst, pools, int(rng.integers(2**31))
+
+
 def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: int, make_model,
                fit_kwargs: dict, seed: int = 0, balance: bool = True) -> pd.DataFrame:
     """MIME §4.2: majority accuracy against the minority fraction beta at a fixed training size.
@@ -737,17 +753,8 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
         raise ValueError(f"attribute {attr!r} must be coded 0/1")
     rows = []
     for trial in range(trials):
-        trn, val, tst = splits(trial)
-        rng = np.random.default_rng([seed, trial])
-        if balance:
-            trn, val, tst = (d.subset(class_balanced(d.y, d.groups[attr], rng)) for d in (trn, val, tst))
-        pools = {g: rng.permutation(np.flatnonzero(trn.groups[attr] == g)) for g in (majority, 1 - majority)}
-        if min(len(p) for p in pools.values()) < n_train:
-            raise ValueError(f"n_train = {n_train} exceeds a group's training pool "
-                             f"({ {g: len(p) for g, p in pools.items()} }"
-                             f"{', classes balanced within each group' if balance else ''})")
+        trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
         vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
-        fit_seed = int(rng.integers(2**31))  # the same initialisation for every beta of a trial
         for beta in betas:
             k = int(round(beta * n_train))
             sub = trn.subset(beta_indices(pools, majority, n_train, beta))
@@ -785,14 +792,7 @@ def linear_probe_sweep(splits, attr: str, majority: int, betas, n_train: int, tr
 
     rows = []
     for trial in range(trials):
-        trn, val, tst = splits(trial)
-        rng = np.random.default_rng([seed, trial])
-        if balance:
-            trn, val, tst = (d.subset(class_balanced(d.y, d.groups[attr], rng)) for d in (trn, val, tst))
-        pools = {g: rng.permutation(np.flatnonzero(trn.groups[attr] == g)) for g in (majority, 1 - majority)}
-        if min(len(p) for p in pools.values()) < n_train:
-            raise ValueError(f"n_train = {n_train} exceeds a group's training pool")
-        fit_seed = int(rng.integers(2**31))
+        trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
         vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
         backbone = tr.fit(tr.seeded(make_model, fit_seed), *engine_inputs(trn.subset(beta_indices(pools, majority, n_train, 0.5))),
                           val=engine_inputs(val.subset(vmask)), select="acc", seed=fit_seed, **fit_kwargs).model
