@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-_SUBMODULES = {"aimfair", "aimfair_claims", "chapters", "claims", "cli", "data", "gcm", "gcm_claims", "robust",
+_SUBMODULES = {"aimfair", "aimfair_claims", "chapters", "claims", "cli", "data", "gcm", "gcm_claims", "robust", "aimfair_training",
                "hbr", "hbr_claims", "io", "metrics", "mime", "models", "params", "plotting", "prose", "runner", "site",
                "stats", "train"}
 

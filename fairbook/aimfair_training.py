@@ -1,0 +1,99 @@
+"""The AIM-Fair chapter's training recipe in one place: the network, training from scratch on real
+or synthetic data (ERM, Table 3's data baselines, JTT/DRO, Table 5), fine-tuning a copy of a
+pre-trained model (every method of Tables 3-7, through :func:`fairbook.aimfair.finetune`) and the
+three dataset gradients of the mask (eqs. 1-3). The notebook builds one :class:`Recipe` from its
+parameters and calls these; the methods themselves live in :mod:`fairbook.aimfair`.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from . import aimfair, models, train
+
+__all__ = ["NETWORKS", "network", "Recipe", "condition_judge"]
+
+NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
+
+
+def network(name: str, *, width: int = 8, channels=(8, 16, 32), weights: str | None = None) -> nn.Module:
+    """One-logit network of the chapter: ``narrow-resnet18`` (:func:`fairbook.models.cifar_resnet18`
+    at ``width`` with a stride-2 stem: ResNet-18's 62 tensors on 28x28 images; not channels_last,
+    which corrupts the heap in torch 2.14's CPU backward), ``cnn`` (:class:`fairbook.models.SmallCNN`)
+    or ``resnet18`` (torchvision, 224 px, optional local ``weights``)."""
+    if name == "narrow-resnet18":
+        return models.cifar_resnet18(1, width=width, stem_stride=2)
+    if name == "cnn":
+        return models.SmallCNN(3, 1, tuple(channels))
+    if name == "resnet18":
+        return models.resnet(18, num_classes=1, weights=weights or None)
+    raise ValueError(f"network: name got {name!r}; allowed: {', '.join(NETWORKS)}")
+
+
+@dataclass
+class Recipe:
+    """Training settings shared by every run of the chapter (SGD with momentum 0.9 and weight decay
+    1e-4, BCE on one logit, checkpoint by validation accuracy as in the authors' code).
+
+    ``val``: (X_val, y_val) for checkpoint selection. ``epoch_seconds`` collects the wall time per
+    fine-tuning epoch (the mask's cost is reported against it)."""
+
+    model: str
+    val: tuple
+    batch_size: int = 128
+    pre_epochs: int = 10
+    pre_lr: float = 0.05
+    pre_milestone: int = 7
+    ft_epochs: int = 5
+    freeze_bn_stats: bool = False
+    width: int = 8
+    channels: tuple = (8, 16, 32)
+    weights: str | None = None
+    epoch_seconds: list = field(default_factory=list)
+
+    def make_model(self) -> nn.Module:
+        return network(self.model, width=self.width, channels=self.channels, weights=self.weights)
+
+    def sgd(self, lr: float) -> train.Optim:
+        return train.Optim("sgd", lr=lr, momentum=0.9, weight_decay=1e-4)
+
+    def train_from_scratch(self, X, y, seed: int, **fit_kwargs) -> nn.Module:
+        """A fresh network (initialised from ``seed``) trained ``pre_epochs`` epochs, lr ×0.1 after
+        ``pre_milestone``; ``fit_kwargs`` override any setting (e.g. ``extra_loss``, ``groups``)."""
+        m = train.seeded(self.make_model, seed)
+        kw = dict(epochs=self.pre_epochs, batch_size=self.batch_size, optim=self.sgd(self.pre_lr), loss="bce",
+                  schedule=train.Schedule("multistep", milestones=(self.pre_milestone,), gamma=0.1),
+                  val=self.val, select="acc", seed=seed)
+        train.fit(m, X, y, **{**kw, **fit_kwargs})
+        return m
+
+    def finetune(self, base: nn.Module, selection, X, y, lr: float, seed: int) -> nn.Module:
+        """A copy of ``base`` fine-tuned ``ft_epochs`` epochs on (X, y) with only ``selection``
+        trained (:func:`fairbook.aimfair.finetune`); ``base`` is left as it was."""
+        m = copy.deepcopy(base)
+        t = time.perf_counter()
+        aimfair.finetune(m, selection, X, y, freeze_bn_stats=self.freeze_bn_stats, epochs=self.ft_epochs,
+                         batch_size=self.batch_size, optim=self.sgd(lr), loss="bce", val=self.val,
+                         select="acc", seed=seed)
+        self.epoch_seconds.append((time.perf_counter() - t) / self.ft_epochs)
+        return m
+
+    def gradients(self, model: nn.Module, R, S1, S2, seed: int, **kw) -> dict:
+        """g_R, g_S1, g_S2 (eqs. 1-3) of ``model`` on the (X, y) pairs R, S1, S2
+        (:func:`fairbook.aimfair.dataset_gradients`; ``kw`` e.g. ``shuffle=False``)."""
+        return {name: aimfair.dataset_gradients(model, X, y, batch_size=self.batch_size, seed=seed, **kw)
+                for name, (X, y) in (("R", R), ("S1", S1), ("S2", S2))}
+
+
+def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, epochs: int = 3,
+                    seed: int = 0) -> nn.Module:
+    """A two-class :class:`fairbook.models.SmallCNN` trained on real images (Adam 2e-3, ``epochs``,
+    last epoch kept) to read one condition (the target or the colour) off synthetic samples: the
+    quality report's "recognised" shares."""
+    m = train.seeded(lambda: models.SmallCNN(3, 2, tuple(channels)), seed)
+    train.fit(m, X, labels, epochs=epochs, batch_size=batch_size, optim=train.Optim("adam", lr=2e-3),
+              select=None, seed=seed)
+    return m

@@ -1,0 +1,76 @@
+"""fairbook.aimfair_training: the chapter's networks and its training recipe."""
+import numpy as np
+import pytest
+import torch
+
+from fairbook import aimfair as A
+from fairbook import aimfair_training as AT
+from fairbook import models
+
+
+def data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 3, 12, 12, generator=g)
+    y = (X[:, 0].mean((1, 2)) > X[:, 1].mean((1, 2))).long()
+    return X, y
+
+
+def recipe(**kw):
+    X, y = data(32, seed=1)
+    return AT.Recipe(**{"model": "cnn", "val": (X, y), "batch_size": 16, "pre_epochs": 2, "pre_milestone": 1,
+                        "ft_epochs": 2, "channels": (4, 4, 4), **kw})
+
+
+def test_networks():
+    assert len(list(AT.network("narrow-resnet18", width=2).parameters())) == 62
+    assert isinstance(AT.network("cnn", channels=(4, 4, 4)), models.SmallCNN)
+    with pytest.raises(ValueError, match="network: name got 'vgg'"):
+        AT.network("vgg")
+
+
+def test_train_from_scratch_is_seeded_and_overridable():
+    r = recipe()
+    X, y = data()
+    a, b = r.train_from_scratch(X, y, 3), r.train_from_scratch(X, y, 3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    c = r.train_from_scratch(X, y, 4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+    one = r.train_from_scratch(X, y, 3, optim=r.sgd(1.0), select=None)  # overrides reach fit
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), one.state_dict().values()))
+
+
+def test_finetune_copies_the_base_and_matches_aimfair_finetune():
+    r = recipe(freeze_bn_stats=True)
+    X, y = data()
+    base = r.train_from_scratch(X, y, 0)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    head = A.linear_probe(base)
+    out = r.finetune(base, head, X, y, lr=0.1, seed=5)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())      # base untouched
+    ref = r.train_from_scratch(X, y, 0)
+    A.finetune(ref, head, X, y, freeze_bn_stats=True, epochs=2, batch_size=16, optim=r.sgd(0.1), loss="bce",
+               val=r.val, select="acc", seed=5)
+    assert all(torch.equal(ref.state_dict()[k], v) for k, v in out.state_dict().items())
+    assert len(r.epoch_seconds) == 1 and r.epoch_seconds[0] > 0
+
+
+def test_gradients_are_the_three_dataset_gradients():
+    r = recipe()
+    X, y = data()
+    m = r.make_model()
+    g = r.gradients(m, (X, y), (X[:20], y[:20]), (X[20:], y[20:]), seed=2)
+    assert list(g) == ["R", "S1", "S2"]
+    ref = A.dataset_gradients(m, X[:20], y[:20], batch_size=16, seed=2)
+    assert all(torch.equal(ref[k], g["S1"][k]) for k in ref)
+    unshuffled = r.gradients(m, (X, y), (X, y), (X, y), seed=2, shuffle=False)
+    assert all(torch.equal(unshuffled["R"][k], A.dataset_gradients(m, X, y, batch_size=16, shuffle=False)[k])
+               for k in ref)
+
+
+def test_condition_judge_learns_a_readable_condition():
+    X, y = data(200, seed=3)
+    judge = AT.condition_judge(X, y, channels=(4, 4, 4), batch_size=32, epochs=8, seed=0)
+    from fairbook import train
+    acc = (train.predict(train.logits_of(judge, X)) == y).float().mean().item()
+    assert acc > 0.8                          # y is a colour contrast: easy to read
+    assert isinstance(judge, models.SmallCNN) and judge.head.out_features == 2
