@@ -252,14 +252,24 @@ class _PageCheck:
         self._failed: list[str] = []
         self._bad_status: list[str] = []
         self._js_errors: list[str] = []
+        self._pending: dict = {}  # request -> url, until it finishes or fails
         self.page = page = context.new_page()
-        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("request", self._on_request)
+        page.on("requestfinished", lambda r: self._pending.pop(r, None))
         page.on("websocket", lambda ws: self.requests.append(ws.url))
-        page.on("requestfailed", lambda r: self._failed.append(f"{r.url} ({r.failure})")
-                if allowed(r.url) else None)  # non-local ones are reported as blocked
+        page.on("requestfailed", self._on_failed)
         page.on("response", lambda r: self._bad_status.append(f"{r.status} {r.url}")
                 if r.status >= 400 else None)
         page.on("pageerror", lambda e: self._js_errors.append(str(e)))
+
+    def _on_request(self, request):
+        self.requests.append(request.url)
+        self._pending[request] = request.url
+
+    def _on_failed(self, request):
+        self._pending.pop(request, None)
+        if self.allowed(request.url):  # non-local ones are reported as blocked
+            self._failed.append(f"{request.url} ({request.failure})")
 
     def start(self):
         from playwright.sync_api import Error as PlaywrightError
@@ -282,10 +292,23 @@ class _PageCheck:
                 self.info["load_s"] = round(time.perf_counter() - self._t0, 3)
                 facts = page.evaluate(_INSPECT_JS, {"timeoutMs": timeout_ms})
                 # Let late requests (analytics, lazy loaders, fonts...) show up.
+                # Playwright's "networkidle" (no connection for 500 ms) can miss its window on a
+                # loaded machine; the page's own request log decides: a request still open, or
+                # requests still being made at the end of the wait, is a problem.
                 try:
                     page.wait_for_load_state("networkidle", timeout=idle_timeout_ms)
                 except PlaywrightError:
-                    probs.append(f"network not idle after {idle_timeout_ms} ms")
+                    seen = len(self.requests)
+                    page.wait_for_timeout(2000)
+                    late = self.requests[seen:]
+                    self.info["networkidle_missed"] = True
+                    if self._pending:
+                        probs.append(f"network not idle after {idle_timeout_ms} ms: "
+                                     f"{len(self._pending)} request(s) still open: "
+                                     f"{sorted(set(self._pending.values()))[:5]}")
+                    elif late:
+                        probs.append(f"network not idle after {idle_timeout_ms} ms: {len(late)} "
+                                     f"request(s) made in the 2 s after it: {sorted(set(late))[:5]}")
             except PlaywrightError as e:
                 probs.append(f"failed to load/inspect: {e.message.splitlines()[0]}")
         self.info["check_s"] = round(time.perf_counter() - self._t0, 3)

@@ -67,3 +67,15 @@ def test_site_in_headless_chromium(smoke_site, mode):
     assert res["pages"]["book/intro.html"]["images"] == 0
     assert all(u.startswith(("file://", "http://127.0.0.1:", "data:", "blob:", "about:"))
                for u in res["requests"])
+
+
+def test_site_check_flags_a_page_that_never_goes_idle(tmp_path):
+    """The idle check can fail: a page polling a local file every 100 ms is reported, a still page is not."""
+    (tmp_path / "data.txt").write_text("x")
+    body = "<html><body><main><p>{}</p></main>{}</body></html>"
+    (tmp_path / "still.html").write_text(body.format("still", ""))
+    poll = "<script>setInterval(() => fetch('data.txt?' + Math.random()).catch(() => 0), 100)</script>"
+    (tmp_path / "busy.html").write_text(body.format("busy", poll))
+    res = check_site(tmp_path, ["still.html", "busy.html"], mode="http", idle_timeout_ms=1500, strict=False)
+    assert [p for p in res["problems"] if p.startswith("busy.html: network not idle")], res["problems"]
+    assert not [p for p in res["problems"] if p.startswith("still.html")], res["problems"]
