@@ -32,9 +32,62 @@ import torch
 from . import metrics, models, stats, train
 from .generative.quality import confidence
 
-STRATEGIES = ("random", "smote", "holdout", "rEDM", "aEDM", "hEDM")
-POOL_STRATEGIES = ("rEDM", "aEDM", "hEDM")
+#: Oversamplers (with undersampling of the easy classes: the paper's HBR).
+STRATEGIES = ("random", "smote", "holdout", "rEDM", "aEDM", "hEDM", "hcEDM")
+POOL_STRATEGIES = ("rEDM", "aEDM", "hEDM", "hcEDM")
+#: Controls the paper lacks (see :func:`parse_strategy`); ``over-only-<oversampler>`` is one too.
+CONTROLS = ("under-only", "reweight", "logit-adjust")
+ROUNDINGS = ("paper", "authors")
 BIAS_METRICS = ("delta_m", "delta_q", "delta_he", "delta_sigma", "delta_mad")
+
+
+def parse_strategy(name: str) -> tuple[str, str | None]:
+    """What a strategy name asks for: ``(mode, oversampler)``.
+
+    * an oversampler of :data:`STRATEGIES` -> ``("both", name)``: the paper's HBR, the easiest samples
+      of easy classes removed and the hard classes filled up by that oversampler;
+    * ``under-only`` -> ``("under", None)``: the undersampling half alone (the authors' code:
+      ``--oversampling none``);
+    * ``over-only-<oversampler>`` -> ``("over", oversampler)``: the oversampling half alone
+      (``--undersampling none``);
+    * ``reweight`` -> ``("reweight", None)``: no resampling; the loss of class c weighted by b'_c / a_c;
+    * ``logit-adjust`` -> ``("logit", None)``: no retraining; the base models' logits shifted by
+      log(b'_c / a_c), the class-prior change the resampling makes.
+    """
+    if name in STRATEGIES:
+        return "both", name
+    if name == "under-only":
+        return "under", None
+    if name == "reweight":
+        return "reweight", None
+    if name == "logit-adjust":
+        return "logit", None
+    if name.startswith("over-only-") and name[len("over-only-"):] in STRATEGIES:
+        return "over", name[len("over-only-"):]
+    raise ValueError(f"strategy must be one of {', '.join(STRATEGIES + CONTROLS)} or over-only-<one of "
+                     f"{', '.join(STRATEGIES)}>, got {name!r}")
+
+
+def uses_pool(strategy: str) -> bool:
+    """Whether ``strategy`` draws from a generated pool (rEDM, aEDM, hEDM, hcEDM, or over-only-one of them)."""
+    return parse_strategy(strategy)[1] in POOL_STRATEGIES
+
+
+def class_weights(a, counts) -> np.ndarray:
+    """Loss weights of the ``reweight`` control: w_c = b'_c / a_c, so that each class carries the
+    weight it would have after resampling to ``counts`` (in expectation over batches)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(counts, dtype=float)
+    if a.shape != b.shape or (a < 1).any() or (b < 1).any():
+        raise ValueError(f"a and counts must be positive counts of the same classes, got {a}, {b}")
+    return b / a
+
+
+def logit_offsets(a, counts) -> np.ndarray:
+    """Post-hoc logit adjustment of the ``logit-adjust`` control: log(b'_c / a_c) added to logit c.
+
+    A model's logits carry the log class prior of its training data; resampling from ``a`` to
+    ``counts`` changes that prior by exactly this offset (Menon et al. 2021, logit adjustment)."""
+    return np.log(class_weights(a, counts))
 
 
 # --- hardness ------------------------------------------------------------------------------------------
@@ -75,6 +128,11 @@ def ensemble_confidence(ensemble: Sequence[torch.nn.Module], X, labels) -> np.nd
     return np.mean([confidence(m, X, labels) for m in ensemble], axis=0)
 
 
+def ensemble_predict(ensemble: Sequence[torch.nn.Module], X) -> np.ndarray:
+    """The class an ensemble assigns: argmax of its models' mean softmax."""
+    return np.mean([train.logits_of(m, X).softmax(1).numpy() for m in ensemble], 0).argmax(1)
+
+
 def class_hardness(h, y, n_classes: int | None = None) -> np.ndarray:
     """Class-level hardness H_c = mean of h_i over the samples of class c (HBR eq. 4)."""
     h, y = np.asarray(h, dtype=float), np.asarray(y)
@@ -86,16 +144,23 @@ def class_hardness(h, y, n_classes: int | None = None) -> np.ndarray:
 
 
 # --- allocation ----------------------------------------------------------------------------------------
-def resampling_counts(class_aum, a, alpha: float = 1.0, f: str = "identity") -> np.ndarray:
+def resampling_counts(class_aum, a, alpha: float = 1.0, f: str = "identity",
+                      rounding: str = "paper") -> np.ndarray:
     """Samples per class after HBR, b'_c (HBR eqs. 5-6, appendix A).
 
     ``class_aum`` is the class-level AUM (eq. 4; high = easy). As the authors do, every value is
     offset by ``-min + 1e-4`` when the minimum is negative, then inverted (hardness = 1 / AUM), so that
-    harder classes receive more samples. Eq. 5: ``b_c = ceil(f(H_c / Σ H · Σ a))``. For the identity
-    ``f`` (the paper's choice) this keeps the total; for ``f = "log"`` the literal eq. 5 would shrink
+    harder classes receive more samples. For the identity ``f`` (the paper's choice) the share of
+    class c is ``H_c / Σ H`` of the total ``Σ a``; for ``f = "log"`` the literal eq. 5 would shrink
     the dataset to a few samples per class, so the log-counts are rescaled to the same total — our
-    reading of "a logarithmic f puts more emphasis on easy classes". Eq. 6:
-    ``b'_c = a_c + floor(α (b_c − a_c))``.
+    reading of "a logarithmic f puts more emphasis on easy classes".
+
+    ``rounding="paper"``: eq. 5 ``b_c = ceil(f(H_c / Σ H · Σ a))`` and eq. 6
+    ``b'_c = a_c + floor(α (b_c − a_c))``, for every α ≥ 0.
+    ``rounding="authors"``: the authors' code (``compute_sample_allocation_after_resampling``):
+    ``b_c = round(share · Σ a)`` (half to even), and only when α > 1 the stretch around one shared
+    anchor ``m = int(mean b)``: ``b'_c = m ± int(α |b_c − m|)``; α ≤ 1 gives the α = 1 counts. Their
+    code lets counts go negative at large α; here any count < 1 is an error in both modes.
     """
     h = np.asarray(class_aum, dtype=float)
     a = np.broadcast_to(np.asarray(a, dtype=np.int64), h.shape)
@@ -105,6 +170,8 @@ def resampling_counts(class_aum, a, alpha: float = 1.0, f: str = "identity") -> 
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     if f not in ("identity", "log"):
         raise ValueError(f"f must be 'identity' or 'log', got {f!r}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if h.min() <= 0:
         h = h - h.min() + 1e-4
     hardness = 1.0 / h
@@ -112,12 +179,31 @@ def resampling_counts(class_aum, a, alpha: float = 1.0, f: str = "identity") -> 
     if f == "log":
         n = np.log1p(n)
         n = n / n.sum() * a.sum()
-    b = np.ceil(n - 1e-9).astype(np.int64)  # 1e-9: 1000.0000000001 from float noise is 1000
-    out = a + np.floor(alpha * (b - a) + 1e-9).astype(np.int64)
+    if rounding == "paper":
+        b = np.ceil(n - 1e-9).astype(np.int64)  # 1e-9: 1000.0000000001 from float noise is 1000
+        out = a + np.floor(alpha * (b - a) + 1e-9).astype(np.int64)
+    else:
+        out = np.array([int(round(v)) for v in n], dtype=np.int64)
+        if alpha > 1:
+            m = int(np.mean(out))
+            out = np.array([m + int(alpha * abs(v - m)) if v > m else m - int(alpha * abs(v - m)) for v in out],
+                           dtype=np.int64)
     if (out < 1).any():
         raise ValueError(f"alpha={alpha} leaves classes {np.flatnonzero(out < 1).tolist()} without "
                          f"samples (b' = {out.tolist()}); use a smaller alpha")
     return out
+
+
+def induced_imbalance(a, counts, strategy: str = "random") -> dict:
+    """What a resampling does to the data: the largest and smallest b'_c / a_c of the target
+    allocation, and how many samples ``strategy`` actually removes and adds (``reweight`` and
+    ``logit-adjust`` move none; ``under-only`` only removes, ``over-only-*`` only adds)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(counts, dtype=float)
+    mode = parse_strategy(strategy)[0]
+    removed = int(np.maximum(a - b, 0).sum()) if mode in ("both", "under") else 0
+    added = int(np.maximum(b - a, 0).sum()) if mode in ("both", "over") else 0
+    return {"max_ratio": float((b / a).max()), "min_ratio": float((b / a).min()), "removed": removed,
+            "added": added, "moved": removed + added}
 
 
 # --- resampling ----------------------------------------------------------------------------------------
@@ -127,11 +213,14 @@ def easiest_kept(aum, keep: int) -> np.ndarray:
     return np.sort(order[len(order) - keep:])
 
 
-def pool_candidates(strategy: str, pool_confidence, n: int, target: float | None = None) -> np.ndarray:
+def pool_candidates(strategy: str, pool_confidence, n: int, target: float | None = None,
+                    correct=None) -> np.ndarray:
     """Candidate pool positions for ``n`` extra samples of one class (HBR appendix A).
 
     ``rEDM``: the whole pool; ``aEDM``: the 2n samples whose confidence is closest to ``target`` (the
     class's mean confidence on real training data); ``hEDM``: the 2n least confident (hardest).
+    ``hcEDM`` (this book's variant): the 2n least confident among the images the baseline ensemble
+    assigns to their own class (``correct``, a boolean mask) — hard, but recognisably of their class.
     """
     conf = np.asarray(pool_confidence, dtype=float)
     if strategy == "rEDM":
@@ -143,6 +232,11 @@ def pool_candidates(strategy: str, pool_confidence, n: int, target: float | None
         return np.argsort(np.abs(conf - target), kind="stable")[:k]
     if strategy == "hEDM":
         return np.argsort(conf, kind="stable")[:k]
+    if strategy == "hcEDM":
+        if correct is None:
+            raise ValueError("hcEDM needs to know which pool images the ensemble assigns to their class")
+        ok = np.flatnonzero(np.asarray(correct, dtype=bool))
+        return ok[np.argsort(conf[ok], kind="stable")[:min(2 * n, ok.size)]]
     raise ValueError(f"pool strategy must be one of {', '.join(POOL_STRATEGIES)}, got {strategy!r}")
 
 
@@ -154,6 +248,7 @@ class Pool:
     y: np.ndarray
     confidence: np.ndarray | None = None
     real_confidence: np.ndarray | None = None  # per class: mean confidence of real training data
+    correct: np.ndarray | None = None  # per image: the baseline ensemble predicts its label (hcEDM)
 
 
 def resample(X, y, aum, counts, strategy: str, seed: int, pool: Pool | None = None,
@@ -161,55 +256,60 @@ def resample(X, y, aum, counts, strategy: str, seed: int, pool: Pool | None = No
     """HBR resampling of ``(X, y)`` to ``counts[c]`` samples per class (HBR §3.1, appendix A).
 
     Classes that shrink lose their easiest samples (highest ``aum``); classes that grow get
-    ``counts[c] - a_c`` extra samples from ``strategy``: ``random`` duplication, ``smote``
+    ``counts[c] - a_c`` extra samples from the oversampler: ``random`` duplication, ``smote``
     (imbalanced-learn, k = 5, pixel space), ``holdout`` (random draws without replacement from
-    ``pool``), or a generated ``pool`` with ``rEDM`` / ``aEDM`` / ``hEDM`` selection. Returns the new
-    arrays and a per-class table of what was done. Deterministic for ``seed``.
+    ``pool``), or a generated ``pool`` with ``rEDM`` / ``aEDM`` / ``hEDM`` / ``hcEDM`` selection.
+    ``under-only`` and ``over-only-<oversampler>`` do one half alone (:func:`parse_strategy`).
+    Returns the new arrays and a per-class table of what was done. Deterministic for ``seed``.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    mode, over = parse_strategy(strategy)
+    if mode not in ("both", "under", "over"):
+        raise ValueError(f"strategy {strategy!r} does not resample (it is a training-time control)")
     X, y, aum = np.asarray(X), np.asarray(y), np.asarray(aum, dtype=float)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (n_classes,) or len(aum) != len(y):
         raise ValueError(f"counts must have one entry per class ({n_classes}) and aum one per sample")
-    if strategy in ("holdout",) + POOL_STRATEGIES and pool is None:
+    if over in ("holdout",) + POOL_STRATEGIES and pool is None:
         raise ValueError(f"strategy {strategy!r} needs a pool of extra samples")
     rng = np.random.default_rng(seed)
     keep, extra_X, extra_y, rows = [], [], [], []
     for c in range(n_classes):
         idx = np.flatnonzero(y == c)
-        a_c, b_c = len(idx), int(counts[c])
+        a_c = len(idx)
+        b_c = int(counts[c]) if mode == "both" else (min(a_c, int(counts[c])) if mode == "under"
+                                                     else max(a_c, int(counts[c])))
         need = max(0, b_c - a_c)
         kept = idx[easiest_kept(aum[idx], min(a_c, b_c))]
         keep.append(kept)
-        if need and strategy == "random":
+        if need and over == "random":
             extra_X.append(X[rng.choice(idx, need, replace=True)])
-        elif need and strategy in ("holdout",) + POOL_STRATEGIES:
+        elif need and over in ("holdout",) + POOL_STRATEGIES:
             where = np.flatnonzero(pool.y == c)
-            if strategy == "holdout":
+            if over == "holdout":
                 cand = np.arange(len(where))
             else:
-                if pool.confidence is None and strategy != "rEDM":
-                    raise ValueError(f"{strategy} needs the pool's confidences")
+                if pool.confidence is None and over != "rEDM":
+                    raise ValueError(f"{over} needs the pool's confidences")
                 target = None if pool.real_confidence is None else pool.real_confidence[c]
                 conf = np.zeros(len(where)) if pool.confidence is None else pool.confidence[where]
-                cand = pool_candidates(strategy, conf, need, target)
+                correct = None if pool.correct is None else pool.correct[where]
+                cand = pool_candidates(over, conf, need, target, correct)
             if len(cand) < need:
-                raise ValueError(f"class {c} needs {need} extra samples but the {strategy} pool has "
+                raise ValueError(f"class {c} needs {need} extra samples but the {over} pool has "
                                  f"{len(cand)}")
             extra_X.append(pool.X[where[rng.choice(cand, need, replace=False)]])
-        if need and strategy != "smote":
+        if need and over != "smote":
             extra_y.append(np.full(need, c, dtype=y.dtype))
         rows.append({"class": c, "a": a_c, "b": b_c, "removed": max(0, a_c - b_c), "added": need})
     kept = np.concatenate(keep)
     Xk, yk = X[kept], y[kept]
-    if strategy == "smote":
-        Xk, yk = smote(Xk, yk, counts, seed)
+    table = pd.DataFrame(rows)
+    if over == "smote":
+        Xk, yk = smote(Xk, yk, table["b"].to_numpy(), seed)
     elif extra_X:
         Xk = np.concatenate([Xk] + extra_X)
         yk = np.concatenate([yk] + extra_y)
-    table = pd.DataFrame(rows)
     table["source"] = strategy
     return Xk, yk, table
 
@@ -269,7 +369,8 @@ class Recipe:
             return net
         return torch.nn.Sequential(models.Standardize(*self.channel_stats), net)
 
-    def fit(self, X, y, seed: int, n_classes: int, on_logits: Callable | None = None) -> torch.nn.Module:
+    def fit(self, X, y, seed: int, n_classes: int, on_logits: Callable | None = None,
+            class_weight=None) -> torch.nn.Module:
         model = train.seeded(lambda: self.build(X.shape[1:], n_classes), seed)
         sched = (train.Schedule("multistep", self.milestones, self.gamma) if self.milestones
                  else train.Schedule())
@@ -277,7 +378,7 @@ class Recipe:
                          optim=train.Optim(self.optimizer, self.lr, self.momentum, self.nesterov,
                                            self.weight_decay),
                          schedule=sched, select=None, seed=seed, on_logits=on_logits,
-                         augment=train.random_crop_flip if self.augment else None,
+                         class_weight=class_weight, augment=train.random_crop_flip if self.augment else None,
                          device=self.device, desc="hbr").model
 
 
@@ -313,6 +414,44 @@ def bias_metrics(r, easy, hard, k: int) -> dict[str, float]:
     return metrics.class_bias_report(r, k=k, easy=easy, hard=hard, nan_ok=True)
 
 
+def pair_logits(recipe: Recipe, datasets, test_X, n_models: int, n_classes: int, progress=None,
+                class_weight=None) -> dict[tuple[int, int], torch.Tensor]:
+    """Train ``n_models`` models on each dataset i with the seeds of appendix B (``seed_model(i, j)``)
+    and return their test logits, keyed by (i, j)."""
+    out = {}
+    for i, (X, y) in enumerate(datasets):
+        for j in range(n_models):
+            model = recipe.fit(X, y, stats.hbr_model_seed(i, j), n_classes, class_weight=class_weight)
+            out[i, j] = train.logits_of(model, test_X)
+            if progress is not None:
+                progress()
+    return out
+
+
+def score_logits(logits: dict, test_y, n_classes: int, easy, hard, k: int, label: str,
+                 offset=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score the test logits of :func:`pair_logits` (shifted by ``offset`` per class if given).
+
+    Returns (scores, confusion): one row per (i, j, score) with score ``recall`` or ``precision``,
+    the bias metrics and ``c0 …`` per class; and one row per (i, j) with the flattened confusion
+    matrix (``n_true_pred`` columns: test samples of class true predicted as pred)."""
+    y = np.asarray(test_y)
+    shift = None if offset is None else torch.as_tensor(np.asarray(offset, dtype=np.float32))
+    rows, conf = [], []
+    for (i, j), z in logits.items():
+        pred = train.predict(z if shift is None else z + shift).numpy()
+        seed = stats.hbr_model_seed(i, j)
+        rec = metrics.per_class_recall(y, pred, n_classes)
+        prec = metrics.per_class_precision(y, pred, n_classes)
+        for score, r in (("recall", rec), ("precision", prec)):
+            rows.append({"setting": label, "i": i, "j": j, "model_seed": seed, "score": score,
+                         **bias_metrics(r, easy, hard, k), **{f"c{c}": v for c, v in enumerate(r)}})
+        cm = np.bincount(y * n_classes + pred, minlength=n_classes ** 2)
+        conf.append({"i": i, "j": j, **{f"n_{t}_{q}": int(cm[t * n_classes + q])
+                                         for t in range(n_classes) for q in range(n_classes)}})
+    return pd.DataFrame(rows), pd.DataFrame(conf)
+
+
 def evaluate_pairs(recipe: Recipe, datasets: Sequence[tuple[np.ndarray, np.ndarray]], test, n_models: int,
                    n_classes: int, easy, hard, k: int, label: str, progress=None) -> pd.DataFrame:
     """Train ``n_models`` models on each dataset i with the seeds of appendix B and score them.
@@ -320,23 +459,15 @@ def evaluate_pairs(recipe: Recipe, datasets: Sequence[tuple[np.ndarray, np.ndarr
     Returns one row per (i, j, score) with score ``recall`` or ``precision`` and the bias metrics; the
     rows of two calls with the same (i, j) are the pairs of :func:`ttest_table`.
     """
-    rows = []
-    for i, (X, y) in enumerate(datasets):
-        for j in range(n_models):
-            seed = stats.hbr_model_seed(i, j)
-            model = recipe.fit(X, y, seed, n_classes)
-            rec, prec = class_scores(model, test[0], test[1], n_classes)
-            for score, r in (("recall", rec), ("precision", prec)):
-                rows.append({"setting": label, "i": i, "j": j, "model_seed": seed, "score": score,
-                             **bias_metrics(r, easy, hard, k),
-                             **{f"c{c}": v for c, v in enumerate(r)}})
-            if progress is not None:
-                progress()
-    return pd.DataFrame(rows)
+    logits = pair_logits(recipe, datasets, test[0], n_models, n_classes, progress)
+    return score_logits(logits, test[1], n_classes, easy, hard, k, label)[0]
 
 
-def ttest_table(base: pd.DataFrame, resampled: pd.DataFrame, alternative: str = "greater") -> pd.DataFrame:
-    """Paired one-sided t-tests (HBR appendix C) of every bias metric and the class average.
+def ttest_table(base: pd.DataFrame, resampled: pd.DataFrame, alternative: str = "two-sided") -> pd.DataFrame:
+    """Paired t-tests (HBR appendix C) of every bias metric and the class average, over all pairs.
+
+    Two-sided by default, as the authors' code calls ``scipy.stats.ttest_rel`` (the paper's text
+    describes a one-sided alternative).
 
     ``t > 0`` means resampling reduced the gap (Δ metrics) or raised the average; pairs are matched
     on (i, j, score). Returns rows (score, metric, t, p, base mean, resampled mean, significant).
@@ -403,36 +534,53 @@ def plan_table(a, counts) -> pd.DataFrame:
 
 @dataclass
 class Study:
-    """What a case study produced: per-model scores, t-tests and the resampling plan per setting."""
+    """What a case study produced: per-model scores, t-tests, the resampling plan per setting, what
+    each resampling did to the data, and every model's test confusion matrix."""
 
     scores: pd.DataFrame
     tests: pd.DataFrame
     plan: pd.DataFrame
+    imbalance: pd.DataFrame
+    confusion: pd.DataFrame
 
 
 def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) -> Study:
-    """Train and score the base models of each level once, and every variant's models with the same
-    (i, j) seeds. ``base_sets(level)`` and each variant's ``sets()`` yield datasets lazily, so that
-    only one dataset is in memory at a time (CIFAR copies are large)."""
-    scores, tests, plans = [], [], []
-    base_cache: dict = {}
+    """Train the base models of each level once and every variant's models with the same (i, j)
+    seeds, then score them. ``base_sets(level)`` and each variant's ``sets()`` yield datasets lazily,
+    so that only one dataset is in memory at a time (CIFAR copies are large). ``reweight`` variants
+    train on the base datasets with class weights; ``logit-adjust`` variants reuse the base models'
+    test logits."""
+    scores, tests, plans, moved, confusion = [], [], [], [], []
+    base_logits: dict = {}
     tagged = set()
     for level, parameter, strategy, a, counts, sets in variants:
         easy, hard = metrics.easy_hard_classes(counts)
-        key = (level, tuple(easy), tuple(hard))
-        if key not in base_cache:
-            base_cache[key] = evaluate_pairs(recipe, base_sets(level), test, n_models, n_classes, easy,
-                                             hard, k, "base", progress)
-        if (key, parameter) not in tagged:  # the same base models, listed under every setting they serve
-            tagged.add((key, parameter))
-            scores.append(base_cache[key].assign(level=level, strategy="none", parameter=parameter))
-        res = evaluate_pairs(recipe, sets(), test, n_models, n_classes, easy, hard, k, strategy, progress)
+        if level not in base_logits:
+            base_logits[level] = pair_logits(recipe, base_sets(level), test[0], n_models, n_classes, progress)
+        base, base_cm = score_logits(base_logits[level], test[1], n_classes, easy, hard, k, "base")
+        if (level, parameter) not in tagged:  # the same base models, listed under every setting they serve
+            tagged.add((level, parameter))
+            scores.append(base.assign(level=level, strategy="none", parameter=parameter))
+            confusion.append(base_cm.assign(level=level, strategy="none", parameter=parameter))
+        mode = parse_strategy(strategy)[0]
+        if mode == "logit":
+            logits, offset = base_logits[level], logit_offsets(a, counts)
+        elif mode == "reweight":
+            logits = pair_logits(recipe, base_sets(level), test[0], n_models, n_classes, progress,
+                                 class_weight=class_weights(a, counts))
+            offset = None
+        else:
+            logits, offset = pair_logits(recipe, sets(), test[0], n_models, n_classes, progress), None
+        res, cm = score_logits(logits, test[1], n_classes, easy, hard, k, strategy, offset)
         tag = dict(level=level, strategy=strategy, parameter=parameter)
         scores.append(res.assign(**tag))
-        tests.append(ttest_table(base_cache[key], res).assign(**tag))
+        confusion.append(cm.assign(**tag))
+        tests.append(ttest_table(base, res).assign(**tag))
         plans.append(plan_table(a, counts).assign(**tag))
+        moved.append({**tag, **induced_imbalance(a, counts, strategy)})
     return Study(pd.concat(scores, ignore_index=True), pd.concat(tests, ignore_index=True),
-                 pd.concat(plans, ignore_index=True))
+                 pd.concat(plans, ignore_index=True), pd.DataFrame(moved),
+                 pd.concat(confusion, ignore_index=True))
 
 
 def metric_changes(study: "Study") -> pd.DataFrame:
@@ -447,12 +595,28 @@ def metric_changes(study: "Study") -> pd.DataFrame:
     return out
 
 
+def _variant_sets(X, y, aum, counts, strategy, pools, n_classes):
+    """The resampled datasets of one (setting, strategy), lazily: dataset i from its ``pools[i]``
+    (a :class:`Pool` or None) with resampling seed 42·i; None for the training-time controls."""
+    if parse_strategy(strategy)[0] in ("reweight", "logit"):
+        return None
+
+    def sets():
+        for i, (Xi, yi, ai, pool) in enumerate(pools()):
+            yield resample(Xi, yi, ai, counts, strategy, stats.hbr_resample_seed(i), pool, n_classes)[:2]
+    return sets
+
+
 def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[float],
                  strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
-                 f: str = "identity", progress=None) -> Study:
+                 f: str = "identity", progress=None, reserve: tuple | None = None,
+                 rounding: str = "paper") -> Study:
     """Case study 1 (HBR §3.1.1, appendices A-B): class-level pruning at each rate with the pruning
     seed 42·i, then HBR with α = 1 on D^CLP, oversampling with ``strategies`` (``holdout`` draws from
-    the pruned-away samples). AUM is the full-data estimate throughout, as the paper does.
+    the pruned-away samples, plus ``reserve = (X_r, y_r)``: more real samples of the same
+    distribution outside D, when D alone cannot hold out enough). AUM is the full-data estimate
+    throughout, as the paper does. The base and every resampled model of dataset i start from the
+    same pruned subset D^CLP_i.
     """
     def parts(rate):
         return [prune_per_class(y, rate, stats.hbr_prune_seed(i), n_classes) for i in range(n_datasets)]
@@ -460,24 +624,31 @@ def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[flo
     def base_sets(rate):
         return ((X[kept], y[kept]) for kept, _ in parts(rate))
 
+    def holdout(held):
+        if reserve is None:
+            return Pool(X[held], y[held])
+        return Pool(np.concatenate([X[held], reserve[0]]), np.concatenate([y[held], reserve[1]]))
+
     def variants():
         for rate in rates:
             a = np.bincount(y[parts(rate)[0][0]], minlength=n_classes)
-            counts = resampling_counts(class_aum, a, 1.0, f)
+            counts = resampling_counts(class_aum, a, 1.0, f, rounding)
             for strategy in strategies:
-                def sets(rate=rate, strategy=strategy, counts=counts):
-                    for i, (kept, held) in enumerate(parts(rate)):
-                        pool = Pool(X[held], y[held]) if strategy == "holdout" else None
-                        yield resample(X[kept], y[kept], aum[kept], counts, strategy,
-                                       stats.hbr_resample_seed(i), pool, n_classes)[:2]
-                yield rate, rate, strategy, a, counts, sets
+                uses_holdout = parse_strategy(strategy)[1] == "holdout"
+
+                def pools(rate=rate, uses_holdout=uses_holdout):
+                    for kept, held in parts(rate):
+                        yield X[kept], y[kept], aum[kept], holdout(held) if uses_holdout else None
+                yield rate, rate, strategy, a, counts, _variant_sets(X, y, aum, counts, strategy, pools,
+                                                                     n_classes)
 
     return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
 
 
 def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[float],
                  strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
-                 pool: Pool | None = None, f: str = "identity", progress=None) -> Study:
+                 pool: Pool | None = None, f: str = "identity", progress=None,
+                 rounding: str = "paper") -> Study:
     """Case study 2 (HBR §3.1.1): HBR on the whole balanced D for each α, no holdout; the i-th
     resampled dataset uses resampling seed 42·i; base models are trained on D with seeds (i, j)."""
     a = np.bincount(y, minlength=n_classes)
@@ -485,25 +656,48 @@ def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[fl
     def base_sets(level):
         return ((X, y) for _ in range(n_datasets))
 
+    def pools():
+        return ((X, y, aum, pool) for _ in range(n_datasets))
+
     def variants():
         for alpha in alphas:
-            counts = resampling_counts(class_aum, a, alpha, f)
+            counts = resampling_counts(class_aum, a, alpha, f, rounding)
             for strategy in strategies:
-                def sets(strategy=strategy, counts=counts):
-                    for i in range(n_datasets):
-                        yield resample(X, y, aum, counts, strategy, stats.hbr_resample_seed(i), pool,
-                                       n_classes)[:2]
-                yield "D", alpha, strategy, a, counts, sets
+                yield "D", alpha, strategy, a, counts, _variant_sets(X, y, aum, counts, strategy, pools,
+                                                                     n_classes)
 
     return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
 
 
-def holdout_shortfall(class_aum, n_per_class: int, rate: float, f: str = "identity") -> int:
-    """How many more samples the hardest class needs than the holdout holds at pruning ``rate``
-    (> 0: case study 1 is impossible at that rate; the paper omits rates below 33% for this reason)."""
+def holdout_shortfall(class_aum, n_per_class: int, rate: float, f: str = "identity", reserve_per_class: int = 0,
+                      rounding: str = "paper") -> int:
+    """How many more samples the hardest class needs than its holdout holds at pruning ``rate``: the
+    pruned-away ``n_per_class − kept`` plus ``reserve_per_class`` real samples from outside D
+    (> 0: case study 1's holdout strategy is impossible at that rate; the paper omits rates below
+    33% for this reason)."""
     kept = int(round((1 - rate) * n_per_class))
-    counts = resampling_counts(class_aum, np.full(len(class_aum), kept), 1.0, f)
-    return int((counts - kept).max() - (n_per_class - kept))
+    counts = resampling_counts(class_aum, np.full(len(class_aum), kept), 1.0, f, rounding)
+    return int((counts - kept).max() - (n_per_class - kept) - reserve_per_class)
+
+
+def holdout_reserve(y_full, taken, n_per_class: int, seed: int, n_classes: int | None = None) -> np.ndarray:
+    """Positions of ``n_per_class`` samples per class of the full training split that are not in D
+    (``taken``): real draws from D's distribution that case study 1's holdout may use besides the
+    pruned-away part of D. Empty when ``n_per_class`` is 0."""
+    y_full = np.asarray(y_full)
+    free = np.ones(len(y_full), dtype=bool)
+    free[np.asarray(taken, dtype=np.int64)] = False
+    if n_per_class == 0:
+        return np.array([], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(int(y_full.max()) + 1 if n_classes is None else n_classes):
+        idx = np.flatnonzero(free & (y_full == c))
+        if len(idx) < n_per_class:
+            raise ValueError(f"class {c} has {len(idx)} training samples outside D, fewer than the "
+                             f"holdout reserve of {n_per_class}")
+        out.append(rng.choice(idx, n_per_class, replace=False))
+    return np.sort(np.concatenate(out))
 
 
 def check_parameters(values: dict) -> None:
@@ -520,15 +714,18 @@ def check_parameters(values: dict) -> None:
     for name in ("cs1_strategies", "cs2_strategies"):
         if len(set(values[name])) != len(values[name]):
             bad(name, "strategies must not repeat")
-    if "holdout" in values["cs2_strategies"]:
+    if any(parse_strategy(s)[1] == "holdout" for s in values["cs2_strategies"]):
         bad("cs2_strategies", "case study 2 has no holdout set (holdout belongs to cs1_strategies)")
-    if any(s in POOL_STRATEGIES for s in values["cs1_strategies"]):
+    if any(uses_pool(s) for s in values["cs1_strategies"]):
         bad("cs1_strategies", "generated pools belong to case study 2 (the paper: retraining a generator "
                               "per pruned dataset is out of scope)")
+    if values.get("holdout_reserve") and values["n_per_class"] == 0:
+        bad("holdout_reserve", "D is the whole training split (n_per_class = 0): no real samples are left "
+                               "outside it; use 0")
     if values["pool"] == "ddpm" and values["pool_per_class"] == 0 and any(
-            s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+            uses_pool(s) for s in values["cs2_strategies"]):
         bad("pool_per_class", "a generated pool needs a size: 0 (all) only applies to an EDM file")
-    if values["pool"] != "ddpm" and any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+    if values["pool"] != "ddpm" and any(uses_pool(s) for s in values["cs2_strategies"]):
         if resolve_pool(values["pool"], values.get("data_root") or None) is None:
             bad("pool", "must be 'ddpm' (generate with fairbook.generative) or an EDM-style .npz (keys image, "
                         "label), given as a path or relative to data_root or $FAIRBOOK_DATA")
@@ -547,7 +744,7 @@ def resolve_pool(pool: str, data_root: str | None = None):
 
 def input_files(values: dict) -> dict:
     """Files besides the datasets that decide a run's result: the EDM pool, when one is used."""
-    if values["pool"] == "ddpm" or not any(s in POOL_STRATEGIES for s in values["cs2_strategies"]):
+    if values["pool"] == "ddpm" or not any(uses_pool(s) for s in values["cs2_strategies"]):
         return {}
     return {"pool": resolve_pool(values["pool"], values.get("data_root") or None)}
 
@@ -610,18 +807,22 @@ def dataset_ttest(d, groups) -> dict:
     return {"mean": float(x.mean()), "t": t, "p": float(2 * sps.t.sf(abs(t), n - 1)), "n": n}
 
 
-def table_tests(scores: pd.DataFrame, metrics: Sequence[str] = BIAS_METRICS, alpha: float = 0.05) -> pd.DataFrame:
+def table_tests(scores: pd.DataFrame, metrics: Sequence[str] = BIAS_METRICS, alpha: float = 0.05,
+                n_boot: int = 2000) -> pd.DataFrame:
     """The t-tests of a Table D1-D6 analog, at the unit of the resampled dataset, Holm within the table.
 
     One row per (score, metric, parameter, strategy) of ``scores`` (a :class:`Study`'s ``scores``;
     ``metrics`` picks the table: the Δ metrics for D1-D4, ``("avg",)`` for D5-D6). Columns:
 
-    * ``t_naive``, ``p_naive`` -- the paper's analysis (appendix C): the one-sided paired t-test over
-      all n_datasets × n_models pairs, as if the models of one dataset were independent (they are
-      not: with dataset sd = model sd its type-I error is ≈ 0.16 at nominal 0.05);
+    * ``t_naive``, ``p_naive`` -- the paper's analysis (appendix C): the paired t-test over all
+      n_datasets × n_models pairs, as if the models of one dataset were independent (they are
+      not: with dataset sd = model sd its one-sided version rejects a true null ≈ 16 % of the time
+      at nominal 5 %); two-sided, as the authors' code calls ``ttest_rel``;
     * ``mean``, ``t``, ``p``, ``n`` -- :func:`dataset_ttest`: d averaged over the models of each
       dataset, two-sided t-test over the datasets (the paper marks significant changes of either
       sign);
+    * ``ci_low``, ``ci_high`` -- the 95 % paired bootstrap interval of the mean change over datasets
+      (:func:`fairbook.stats.paired_bootstrap_ci`, percentile, ``n_boot`` resamples of the datasets);
     * ``p_holm`` -- Holm's adjustment of ``p`` over every row of this table; ``significant`` is
       ``p_holm < alpha``.
 
@@ -636,15 +837,163 @@ def table_tests(scores: pd.DataFrame, metrics: Sequence[str] = BIAS_METRICS, alp
             ch = paired_changes(scores[scores.parameter == parameter], strategy, metric, score)
             ok = ch["d"].notna()
             if ok.sum() >= 2 and ch.loc[ok, "d"].std(ddof=1) > 0:
-                naive = stats.paired_ttest(ch.loc[ok, "d"].to_numpy(), np.zeros(int(ok.sum())), "greater")
+                naive = stats.paired_ttest(ch.loc[ok, "d"].to_numpy(), np.zeros(int(ok.sum())))
                 t_naive, p_naive = float(naive.statistic), float(naive.pvalue)
             else:
                 t_naive = p_naive = math.nan
             res = dataset_ttest(ch["d"], ch["i"])
+            per_dataset = ch[ok].groupby("i")["d"].mean().to_numpy()
+            lo = hi = math.nan
+            if per_dataset.size >= 2 and per_dataset.std() > 0:
+                ci = stats.paired_bootstrap_ci(per_dataset, np.zeros(per_dataset.size), n_resamples=n_boot,
+                                               method="percentile")
+                lo, hi = float(ci.low), float(ci.high)
             rows.append({"score": score, "metric": metric, "parameter": parameter, "strategy": strategy,
-                         "pairs": int(ok.sum()), "t_naive": t_naive, "p_naive": p_naive, **res})
+                         "pairs": int(ok.sum()), "t_naive": t_naive, "p_naive": p_naive, **res,
+                         "ci_low": lo, "ci_high": hi})
     out = pd.DataFrame(rows, columns=["score", "metric", "parameter", "strategy", "pairs", "t_naive",
-                                      "p_naive", "mean", "t", "p", "n"])
+                                      "p_naive", "mean", "t", "p", "n", "ci_low", "ci_high"])
     out["p_holm"] = holm(out["p"]) if len(out) else []
     out["significant"] = out["p_holm"] < alpha
     return out
+
+
+def check_pool(pool: Pool, X, y, aum, counts_by_alpha: dict, strategies: Sequence[str], n_classes: int) -> None:
+    """Raise a clear error, before any training, when a pool strategy cannot fill some class at
+    some α (e.g. hcEDM when too few generated images are recognised as their class)."""
+    for alpha, counts in counts_by_alpha.items():
+        for s in strategies:
+            if uses_pool(s):
+                try:
+                    resample(X, y, aum, counts, s, 0, pool, n_classes)
+                except ValueError as e:
+                    raise ValueError(f"cs2_strategies: {s!r} cannot run at α = {alpha:g}: {e}; use a smaller "
+                                     f"α, a larger pool_per_class, or leave {s!r} out") from None
+
+
+def candidate_recognition(pool: Pool, predicted, a, counts, strategy: str) -> float:
+    """The share of a generated-pool strategy's candidate images that the baseline ensemble assigns
+    to their own class (``predicted``: its argmax per pool image), over the classes the strategy
+    oversamples, each weighted by its number of extra samples. NaN for strategies without a pool."""
+    over = parse_strategy(strategy)[1]
+    if over not in POOL_STRATEGIES:
+        return math.nan
+    a, counts, predicted = np.asarray(a), np.asarray(counts), np.asarray(predicted)
+    hits = total = 0.0
+    for c in np.flatnonzero(counts > a):
+        where = np.flatnonzero(pool.y == c)
+        need = int(counts[c] - a[c])
+        correct = None if pool.correct is None else pool.correct[where]
+        target = None if pool.real_confidence is None else pool.real_confidence[c]
+        cand = where[pool_candidates(over, pool.confidence[where], need, target, correct)]
+        hits += need * float((predicted[cand] == c).mean())
+        total += need
+    return hits / total if total else math.nan
+
+
+def d_table(tests: pd.DataFrame, imbalance: pd.DataFrame | None, index, columns) -> pd.DataFrame:
+    """A Table D1-D6 analog for display: per cell the dataset-level t, ``*`` when Holm-significant
+    within the table, and in brackets the paper's naive t; beside them what each resampling did to
+    the data (rows/columns ``b'/a max`` and ``moved`` from a :class:`Study`'s ``imbalance``, and
+    ``recognised`` — the share of generated candidates the ensemble assigns to their class — where
+    the strategy draws from a generated pool)."""
+    cell = [f"{t:.2f}{'*' if sig else ''} ({tn:.2f})" for t, sig, tn in zip(tests.t, tests.significant, tests.t_naive)]
+    rows = [tests.assign(cell=cell)]
+    extra = {"b'/a max": ("max_ratio", "{:.2f}"), "moved": ("moved", "{:.0f}"),
+             "recognised": ("recognised", "{:.0%}")}
+    for score in tests["score"].unique() if imbalance is not None else []:
+        for label, (col, fmt) in extra.items():
+            if col not in imbalance or imbalance[col].isna().all():
+                continue
+            part = imbalance[imbalance[col].notna()]
+            rows.append(pd.DataFrame({"score": score, "metric": label, "parameter": part["parameter"],
+                                      "strategy": part["strategy"],
+                                      "cell": [fmt.format(v) for v in part[col]]}))
+    return pd.concat(rows, ignore_index=True).pivot_table(index=index, columns=columns, values="cell",
+                                                          aggfunc="first", sort=False)
+
+
+# --- mechanism: what the resampled models predict differently (Appendix E) ---------------------------
+def prediction_changes(study: Study, strategy: str, n_classes: int) -> pd.DataFrame:
+    """Per (parameter, i, j, class): the change of TP, FP and FN (``strategy`` − base on the same
+    pair) on the test set, from the confusion matrices of :func:`score_logits` (HBR appendix E:
+    oversampled classes are predicted more often — TP and FP up, FN down)."""
+    cm = study.confusion
+    key = ["parameter", "i", "j"]
+    cols = [f"n_{t}_{q}" for t in range(n_classes) for q in range(n_classes)]
+
+    def counts(rows):
+        m = rows.set_index(key)[cols].sort_index()
+        arr = m.to_numpy().reshape(len(m), n_classes, n_classes)
+        tp = np.einsum("ncc->nc", arr)
+        return m.index, tp, arr.sum(1) - tp, arr.sum(2) - tp  # TP, FP (column sums), FN (row sums)
+
+    base = cm[cm.strategy == "none"].drop_duplicates(key)
+    idx_b, tp_b, fp_b, fn_b = counts(base)
+    idx_s, tp_s, fp_s, fn_s = counts(cm[cm.strategy == strategy])
+    if not idx_b.equals(idx_s):
+        raise ValueError(f"{strategy!r} and the base models must pair one to one on (parameter, i, j)")
+    out = []
+    for what, d in (("TP", tp_s - tp_b), ("FP", fp_s - fp_b), ("FN", fn_s - fn_b)):
+        frame = pd.DataFrame(d, index=idx_b, columns=range(n_classes)).stack().rename("change").reset_index()
+        out.append(frame.rename(columns={"level_3": "class"}).assign(count=what))
+    return pd.concat(out, ignore_index=True)
+
+
+def cluster_share(study: Study, strategy: str, cluster, n_classes: int) -> pd.DataFrame:
+    """Are the changes boundary shifts inside a confusable ``cluster`` of classes?
+
+    Per (parameter, i, j): ``share`` = the part of the total absolute change of the off-diagonal
+    confusion counts (``strategy`` − base) that lies inside the cluster (true and predicted class
+    both in it), and ``null`` = the part of the base models' own confusions that lies inside it —
+    the share expected if the changes were spread like the existing errors."""
+    cm = study.confusion
+    key = ["parameter", "i", "j"]
+    cols = [f"n_{t}_{q}" for t in range(n_classes) for q in range(n_classes)]
+    inside = np.zeros((n_classes, n_classes), dtype=bool)
+    inside[np.ix_(list(cluster), list(cluster))] = True
+    off = ~np.eye(n_classes, dtype=bool)
+    base = cm[cm.strategy == "none"].drop_duplicates(key).set_index(key)[cols].sort_index()
+    res = cm[cm.strategy == strategy].set_index(key)[cols].sort_index()
+    if not base.index.equals(res.index):
+        raise ValueError(f"{strategy!r} and the base models must pair one to one on (parameter, i, j)")
+    b = base.to_numpy().reshape(len(base), n_classes, n_classes).astype(float)
+    d = np.abs(res.to_numpy().reshape(len(res), n_classes, n_classes) - b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (d * (inside & off)).sum((1, 2)) / (d * off).sum((1, 2))
+        null = (b * (inside & off)).sum((1, 2)) / (b * off).sum((1, 2))
+    return pd.DataFrame({"share": share, "null": null}, index=base.index).reset_index()
+
+
+def aum_stability(aum_per_model, y, n_classes: int, a, alpha: float = 1.0, f: str = "identity",
+                  n_draws: int = 20, seed: int = 0) -> pd.DataFrame:
+    """How the allocation depends on the size of the AUM ensemble (the paper: "10 models suffice").
+
+    For each ensemble size k < K (K = the models trained), up to ``n_draws`` random k-subsets of the
+    models: class AUM (eq. 4) from their mean AUM, compared with the full K-model ensemble — the
+    Spearman correlation of class AUM, and the largest and total absolute change of the allocation
+    b' (eqs. 5-6) in samples. Rows per (k, draw)."""
+    import itertools
+
+    import scipy.stats as sps
+
+    per_model = np.asarray(aum_per_model, dtype=float)
+    K = len(per_model)
+    full_h = class_hardness(per_model.mean(0), y, n_classes)
+    full_b = resampling_counts(full_h, a, alpha, f)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(1, K):
+        combos = list(itertools.combinations(range(K), k))
+        if len(combos) > n_draws:
+            combos = [combos[c] for c in rng.choice(len(combos), n_draws, replace=False)]
+        for draw, members in enumerate(combos):
+            h = class_hardness(per_model[list(members)].mean(0), y, n_classes)
+            try:
+                b = resampling_counts(h, a, alpha, f)
+                dmax, dsum = int(np.abs(b - full_b).max()), int(np.abs(b - full_b).sum())
+            except ValueError:  # this subset's AUMs admit no allocation at this α
+                dmax = dsum = math.nan
+            rows.append({"k": k, "draw": draw, "spearman_class_aum": float(sps.spearmanr(h, full_h).statistic),
+                         "max_abs_change": dmax, "total_abs_change": dsum})
+    return pd.DataFrame(rows)

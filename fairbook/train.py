@@ -121,9 +121,9 @@ def _as_tensor(a, dtype=None) -> torch.Tensor:
     return t.to(dtype) if dtype is not None else t
 
 
-def _loss_fn(loss: str):
+def _loss_fn(loss: str, class_weight=None):
     if loss == "ce":
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(weight=class_weight)
     if loss == "bce":
         bce = nn.BCEWithLogitsLoss()
         return lambda logits, y: bce(logits.squeeze(-1), y.float())
@@ -238,7 +238,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         select: str | None = "acc", mode: str = "max", sampler: str = "shuffle",
         groups=None, steps_per_epoch: int | None = None, augment: Callable | None = None,
         on_logits: Callable | None = None, extra_loss: Callable | None = None,
-        trainable: set[str] | None = None, grad_masks: dict[str, torch.Tensor] | None = None,
+        class_weight=None, trainable: set[str] | None = None, grad_masks: dict[str, torch.Tensor] | None = None,
         on_epoch_end: Callable | None = None, device="auto", seed: int = 0,
         num_workers: int = 0, desc: str = "fit") -> FitResult:
     """Train ``model``; see the module docstring. ``X, y`` are arrays/tensors, or ``X`` is a
@@ -254,7 +254,9 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     the data (``ceil(n / batch_size)`` batches, the last one possibly smaller); given, every epoch
     runs exactly that many batches, for ``shuffle`` full ones cut from as many fresh permutations as
     they need (the same batches for in-memory data and a Dataset). Deterministic for ``seed`` on the
-    CPU.
+    CPU. ``class_weight`` (one positive weight per class, ``loss="ce"``) weights each sample's loss
+    by its class's weight, normalised per batch by the batch's total weight (torch's weighted
+    ``CrossEntropyLoss``).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
@@ -308,7 +310,13 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     masks = {names[n]: m.to(device) for n, m in (grad_masks or {}).items()}
     opt = optim.build([p for p in model.parameters() if p.requires_grad])
     sched = schedule.build(opt, epochs)
-    criterion = _loss_fn(loss)
+    if class_weight is not None:
+        if loss != "ce":
+            raise ValueError(f"class_weight needs loss='ce', got loss={loss!r}")
+        class_weight = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
+        if class_weight.ndim != 1 or not bool((class_weight > 0).all()):
+            raise ValueError(f"class_weight must be a vector of positive weights, got {class_weight.tolist()}")
+    criterion = _loss_fn(loss, class_weight)
 
     steps = steps_per_epoch or math.ceil(n_data / batch_size)
 
