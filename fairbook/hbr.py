@@ -595,7 +595,7 @@ def metric_changes(study: "Study") -> pd.DataFrame:
     return out
 
 
-def _variant_sets(X, y, aum, counts, strategy, pools, n_classes):
+def _variant_sets(counts, strategy, pools, n_classes):
     """The resampled datasets of one (setting, strategy), lazily: dataset i from its ``pools[i]``
     (a :class:`Pool` or None) with resampling seed 42·i; None for the training-time controls."""
     if parse_strategy(strategy)[0] in ("reweight", "logit"):
@@ -639,8 +639,7 @@ def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[flo
                 def pools(rate=rate, uses_holdout=uses_holdout):
                     for kept, held in parts(rate):
                         yield X[kept], y[kept], aum[kept], holdout(held) if uses_holdout else None
-                yield rate, rate, strategy, a, counts, _variant_sets(X, y, aum, counts, strategy, pools,
-                                                                     n_classes)
+                yield rate, rate, strategy, a, counts, _variant_sets(counts, strategy, pools, n_classes)
 
     return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
 
@@ -663,8 +662,7 @@ def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[fl
         for alpha in alphas:
             counts = resampling_counts(class_aum, a, alpha, f, rounding)
             for strategy in strategies:
-                yield "D", alpha, strategy, a, counts, _variant_sets(X, y, aum, counts, strategy, pools,
-                                                                     n_classes)
+                yield "D", alpha, strategy, a, counts, _variant_sets(counts, strategy, pools, n_classes)
 
     return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
 
@@ -885,7 +883,8 @@ def candidate_recognition(pool: Pool, predicted, a, counts, strategy: str) -> fl
         need = int(counts[c] - a[c])
         correct = None if pool.correct is None else pool.correct[where]
         target = None if pool.real_confidence is None else pool.real_confidence[c]
-        cand = where[pool_candidates(over, pool.confidence[where], need, target, correct)]
+        conf = np.zeros(len(where)) if pool.confidence is None else pool.confidence[where]
+        cand = where[pool_candidates(over, conf, need, target, correct)]
         hits += need * float((predicted[cand] == c).mean())
         total += need
     return hits / total if total else math.nan
@@ -894,12 +893,13 @@ def candidate_recognition(pool: Pool, predicted, a, counts, strategy: str) -> fl
 def d_table(tests: pd.DataFrame, imbalance: pd.DataFrame | None, index, columns) -> pd.DataFrame:
     """A Table D1-D6 analog for display: per cell the dataset-level t, ``*`` when Holm-significant
     within the table, and in brackets the paper's naive t; beside them what each resampling did to
-    the data (rows/columns ``b'/a max`` and ``moved`` from a :class:`Study`'s ``imbalance``, and
+    the data (rows/columns ``target b'/a max`` — the allocation's, or for the controls the weight or
+    prior ratio — and ``moved`` from a :class:`Study`'s ``imbalance``, and
     ``recognised`` — the share of generated candidates the ensemble assigns to their class — where
     the strategy draws from a generated pool)."""
     cell = [f"{t:.2f}{'*' if sig else ''} ({tn:.2f})" for t, sig, tn in zip(tests.t, tests.significant, tests.t_naive)]
     rows = [tests.assign(cell=cell)]
-    extra = {"b'/a max": ("max_ratio", "{:.2f}"), "moved": ("moved", "{:.0f}"),
+    extra = {"target b'/a max": ("max_ratio", "{:.2f}"), "moved": ("moved", "{:.0f}"),
              "recognised": ("recognised", "{:.0%}")}
     for score in tests["score"].unique() if imbalance is not None else []:
         for label, (col, fmt) in extra.items():
@@ -966,7 +966,7 @@ def cluster_share(study: Study, strategy: str, cluster, n_classes: int) -> pd.Da
 
 
 def aum_stability(aum_per_model, y, n_classes: int, a, alpha: float = 1.0, f: str = "identity",
-                  n_draws: int = 20, seed: int = 0) -> pd.DataFrame:
+                  n_draws: int = 20, seed: int = 0, rounding: str = "paper") -> pd.DataFrame:
     """How the allocation depends on the size of the AUM ensemble (the paper: "10 models suffice").
 
     For each ensemble size k < K (K = the models trained), up to ``n_draws`` random k-subsets of the
@@ -980,7 +980,7 @@ def aum_stability(aum_per_model, y, n_classes: int, a, alpha: float = 1.0, f: st
     per_model = np.asarray(aum_per_model, dtype=float)
     K = len(per_model)
     full_h = class_hardness(per_model.mean(0), y, n_classes)
-    full_b = resampling_counts(full_h, a, alpha, f)
+    full_b = resampling_counts(full_h, a, alpha, f, rounding)
     rng = np.random.default_rng(seed)
     rows = []
     for k in range(1, K):
@@ -990,7 +990,7 @@ def aum_stability(aum_per_model, y, n_classes: int, a, alpha: float = 1.0, f: st
         for draw, members in enumerate(combos):
             h = class_hardness(per_model[list(members)].mean(0), y, n_classes)
             try:
-                b = resampling_counts(h, a, alpha, f)
+                b = resampling_counts(h, a, alpha, f, rounding)
                 dmax, dsum = int(np.abs(b - full_b).max()), int(np.abs(b - full_b).sum())
             except ValueError:  # this subset's AUMs admit no allocation at this α
                 dmax = dsum = math.nan
