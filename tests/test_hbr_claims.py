@@ -28,21 +28,21 @@ def fast_mde(monkeypatch):
 
 
 def study_scores(rng, strategies, effects, levels=(1.0, 2.0), n_i=5, n_j=3, sd_data=0.01, sd_model=0.01,
-                 avg_effect=0.0, prec_effect=None, align=0.0):
+                 avg_effect=0.0, prec_effect=None, align=0.0, grow=False):
     """Scores of a synthetic case study.
 
     ``effects[s]``: how much strategy s lowers recall Δhe (> 0: smaller gap); precision Δhe rises by
     ``prec_effect[s]`` (default the same amount); the class-averaged recall changes by ``avg_effect``.
     Each resampled dataset (setting, strategy, i) has a random effect N(0, sd_data) shared by its
     models; every model has its own N(0, sd_model). Per-class scores of the base models: precision
-    = ``align`` × recall + independent noise.
+    = ``align`` × recall + independent noise. ``grow``: the effects scale with the level (lv / levels[0]).
     """
     prec_effect = effects if prec_effect is None else prec_effect
     rows = []
     profile = rng.uniform(0.4, 0.95, N_CLASSES)  # the classes' recall, shared by every model
     for lv in levels:
         for s in ("none",) + tuple(strategies):
-            eff = 0.0 if s == "none" else effects[s]
+            eff = 0.0 if s == "none" else effects[s] * (lv / levels[0] if grow else 1.0)
             peff = 0.0 if s == "none" else prec_effect[s]
             aeff = 0.0 if s == "none" else avg_effect
             u = rng.normal(0, sd_data, size=(n_i, 3))
@@ -65,9 +65,9 @@ CS1 = ("random", "smote", "holdout")
 CS2 = ("random", "smote", "rEDM", "hEDM")
 
 
-def run_claims(rng, cs1_eff, cs2_eff, *, recall=None, counts=None, **kw):
+def run_claims(rng, cs1_eff, cs2_eff, *, recall=None, counts=None, grow=False, **kw):
     cs1 = study_scores(rng, CS1, cs1_eff, levels=(0.5, 0.75), **kw)
-    cs2 = study_scores(rng, CS2, cs2_eff, levels=(1.0, 2.0), **kw)
+    cs2 = study_scores(rng, CS2, cs2_eff, levels=(1.0, 2.0), grow=grow, **kw)
     counts = np.full(N_CLASSES, 200) if counts is None else counts
     if recall is None:  # an equal-recall classifier: the null of "class bias exists"
         recall = rng.binomial(counts, 0.8, size=(3, N_CLASSES)) / counts
@@ -177,8 +177,13 @@ def test_bias_null_and_correlation_by_hand():
 
 # --- the claims on synthetic runs ----------------------------------------------------------------------
 KEYS = ["hbr_bias_exists", "hbr_cs1_holdout_recall", "hbr_cs1_holdout_precision", "hbr_cs1_holdout_vs_random",
-        "hbr_cs1_holdout_vs_smote", "hbr_cs1_avg_recall_kept", "hbr_cs2_hedm_recall", "hbr_cs2_hedm_vs_redm",
-        "hbr_cs2_hedm_vs_random", "hbr_cs2_hedm_vs_smote", "hbr_align"]
+        "hbr_cs1_holdout_vs_smote", "hbr_cs1_avg_recall_kept", "hbr_cs2_hedm_recall", "hbr_cs2_hedm_relative",
+        "hbr_cs2_alpha_trend", "hbr_cs2_hedm_vs_redm", "hbr_cs2_hedm_vs_random", "hbr_cs2_hedm_vs_smote",
+        "hbr_cs2_avg_recall_kept", "hbr_align"]
+#: The claims of the controls and the mechanism, which need strategies / tables these synthetic runs lack
+#: (tested in test_hbr_controls.py).
+EXTRA_KEYS = {"hbr_cs1_holdout_vs_logit_adjust", "hbr_cs1_holdout_vs_reweight", "hbr_cs1_predicted_more",
+              "hbr_cs1_cluster", "hbr_cs2_hedm_vs_logit_adjust"}
 
 
 def test_claims_table_shape(fast_mde):
@@ -207,7 +212,7 @@ def test_large_effects_are_reproduced(fast_mde):
     counts = np.full(N_CLASSES, 200)
     biased = np.tile([0.95, 0.9, 0.85, 0.8, 0.7, 0.5], (3, 1))  # a real class bias
     verdicts = pd.DataFrame([run_claims(rng, BIG1, BIG2, recall=biased, counts=counts, align=1.0,
-                                        avg_effect=big, sd_model=0.003, sd_data=0.003)
+                                        avg_effect=big, sd_model=0.003, sd_data=0.003, grow=True)
                              .set_index("key")["verdict"] for _ in range(20)])
     share = (verdicts == "reproduced").mean()
     assert (share >= 0.9).all(), share.to_dict()
@@ -217,7 +222,7 @@ def test_flipped_effects_are_contradicted(fast_mde):
     rng = np.random.default_rng(6)
     flip1 = {k: -v for k, v in BIG1.items()}
     flip2 = {k: -v for k, v in BIG2.items()}
-    out = run_claims(rng, flip1, flip2, align=-1.0, avg_effect=0.05, sd_model=0.003, sd_data=0.003)
+    out = run_claims(rng, flip1, flip2, align=-1.0, avg_effect=0.05, sd_model=0.003, sd_data=0.003, grow=True)
     v = out.set_index("key")["verdict"]
     assert (v.drop("hbr_bias_exists") == "contradicted").all(), v.to_dict()
     assert v["hbr_bias_exists"] != "reproduced"  # an equal-recall classifier shows no bias
@@ -229,7 +234,8 @@ def test_claims_skip_strategies_the_run_lacks(fast_mde):
     cs1 = study_scores(rng, ("random",), {"random": 0.0})
     cs2 = study_scores(rng, ("hEDM",), {"hEDM": 0.0})
     out = hbr_claims.claims(cs1, cs2, np.full((1, N_CLASSES), 0.8), np.full(N_CLASSES, 100), n_null=100)
-    assert list(out.key) == ["hbr_bias_exists", "hbr_cs2_hedm_recall", "hbr_align"]
+    assert list(out.key) == ["hbr_bias_exists", "hbr_cs2_hedm_recall", "hbr_cs2_hedm_relative",
+                             "hbr_cs2_alpha_trend", "hbr_cs2_avg_recall_kept", "hbr_align"]
 
 
 def test_claims_with_the_real_mde_once():
@@ -251,4 +257,4 @@ def test_glue_context_fills_absent_claims(monkeypatch):
     hbr_claims.glue_context(table, n_datasets=3, kept_margin=0.01)
     assert glued["hbr_n_datasets"] == "3" and glued["hbr_kept_margin"] == "0.01"
     assert glued["hbr_cs1_holdout_recall_verdict"] == "not run" and "hbr_align_verdict" not in glued
-    assert set(KEYS) == set(hbr_claims.CLAIM_KEYS)
+    assert set(KEYS) | EXTRA_KEYS == set(hbr_claims.CLAIM_KEYS) and not set(KEYS) & EXTRA_KEYS
