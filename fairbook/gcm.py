@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -243,6 +243,41 @@ def layer_parameters(model: nn.Module, layers: int | Sequence[int], kind: str = 
         raise ValueError(f"layer indices must lie in [0, {len(owners) - 1}] (the model's layers: "
                          f"{owners}), got {layers!r}")
     return [n for n, _ in select_parameters(model, [owners[int(i)] for i in idx], kind)]
+
+
+def authors_parameters(model: nn.Module) -> list[str]:
+    """The tensors the authors' run script regularises (``--sl 1``): every parameter except the first
+    layer's weight (on the paper's Adult MLP 120-200-200-1 that leaves out 24,000 of 64,601)."""
+    first = layer_parameters(model, 0, "weight")
+    return [n for n, _ in select_parameters(model) if n not in first]
+
+
+def eop_at_own_epoch(res: train.FitResult, X, y, a, device="auto") -> float:
+    """Folded EOP (:func:`report`) of the model at the epoch of highest validation EOP, when
+    :func:`fit_method` kept one (validation selection, as the authors report EOP); else of the
+    returned model."""
+    import copy
+
+    model = res.model
+    if "eop" in res.other_best:
+        model = copy.deepcopy(res.model)
+        model.load_state_dict(res.other_best["eop"][1])
+    return evaluate(model, X, y, a, device=device)["eop_folded"]
+
+
+def final_disparity(model: nn.Module, X, y, a, *, n_per_cell: int = 256, seed: int = 0) -> dict[str, float]:
+    """The disparity of a trained model on one group-balanced batch of ``(X, y, a)`` (``n_per_cell``
+    rows of each (a, y) cell, fewer if a cell is smaller, drawn with ``seed``): ``lognorm_y*``
+    (:attr:`Disparity.log_norm`) and ``r_y*`` (eq. 8), for relating a run's final disparity to its
+    fairness."""
+    y_np, a_np = np.asarray(y).reshape(-1), np.asarray(a).reshape(-1)
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero((a_np == aa) & (y_np == yy)))[:n_per_cell]
+                          for aa in (0, 1) for yy in (0, 1)])
+    xb = torch.as_tensor(np.asarray(X)[idx], dtype=torch.float32)
+    batch = make_batch(model, xb, torch.as_tensor(y_np[idx]), torch.as_tensor(a_np[idx]))
+    d = contribution_disparity(group_gradients(model, batch, require_all=False))
+    return {**{f"lognorm_y{k}": v for k, v in d.log_norm.items()}, **{f"r_y{k}": v for k, v in d.model.items()}}
 
 
 @dataclass
@@ -502,13 +537,17 @@ class Disparity:
 
     ``per_parameter[y][name]``: r̂_w for every element of the tensor (eq. 6; NaN where undefined);
     ``per_layer[y][name]``: r̂_{θ_l} of each parameter tensor (eq. 9); ``model[y]``: r̂_θ (eq. 8);
-    ``undefined[y]``: how many elements were left out because the denominator was 0.
+    ``undefined[y]``: how many elements were left out because the denominator was 0;
+    ``log_norm[y]``: the norm-based disparity log(|Z_0y| ‖ḡ^{A=0,Y=y}‖ / (|Z_1y| ‖ḡ^{A=1,Y=y}‖)) over
+    all the selected tensors at once — defined wherever either group has a gradient, 0 for equal
+    contributions, symmetric in the two groups up to its sign.
     """
 
     per_parameter: dict[int, dict[str, torch.Tensor]]
     per_layer: dict[int, dict[str, float]]
     model: dict[int, float]
     undefined: dict[int, int]
+    log_norm: dict[int, float] = field(default_factory=dict)
 
 
 def contribution_disparity(gg: GroupGradients, *, size_weighted: bool = True) -> Disparity:
@@ -529,18 +568,21 @@ def contribution_disparity(gg: GroupGradients, *, size_weighted: bool = True) ->
     whose cells are missing from ``gg`` gets NaN everywhere.
 
     Note the mean of ratios is heavy-tailed (tiny denominators); the paper smooths its Fig. 2 and the
-    authors' code logs a per-tensor, folded ratio instead (:func:`code_disparity`).
+    authors' code logs a per-tensor, folded ratio instead (:func:`code_disparity`). ``log_norm`` is the
+    chapter's headline measure: the log ratio of the two groups' size-weighted gradient norms over
+    all selected tensors (no element is undefined unless a whole cell's gradient is zero).
     """
     per_parameter: dict[int, dict[str, torch.Tensor]] = {}
     per_layer: dict[int, dict[str, float]] = {}
     model: dict[int, float] = {}
     undefined: dict[int, int] = {}
+    log_norm: dict[int, float] = {}
     for yy in range(gg.k):
         c0, c1 = (0, yy), (1, yy)
         if c0 not in gg.grads or c1 not in gg.grads:
             per_parameter[yy] = {}
             per_layer[yy] = {n: float("nan") for n in gg.names}
-            model[yy], undefined[yy] = float("nan"), 0
+            model[yy], undefined[yy], log_norm[yy] = float("nan"), 0, float("nan")
             continue
         s0, s1 = (gg.sizes[c0], gg.sizes[c1]) if size_weighted else (1, 1)
         per_parameter[yy], per_layer[yy] = {}, {}
@@ -558,7 +600,10 @@ def contribution_disparity(gg: GroupGradients, *, size_weighted: bool = True) ->
             bad += r.numel() - n_ok
         model[yy] = total / count if count else float("nan")
         undefined[yy] = bad
-    return Disparity(per_parameter, per_layer, model, undefined)
+        n0 = math.sqrt(sum(float(g.detach().double().pow(2).sum()) for g in gg.grads[c0]))
+        n1 = math.sqrt(sum(float(g.detach().double().pow(2).sum()) for g in gg.grads[c1]))
+        log_norm[yy] = math.log(s0 * n0 / (s1 * n1)) if n0 > 0 and n1 > 0 else float("nan")
+    return Disparity(per_parameter, per_layer, model, undefined, log_norm)
 
 
 def code_disparity(gg: GroupGradients) -> dict[int, float]:
@@ -657,6 +702,7 @@ class DisparityTracker:
         row["elements"] = sum(g.numel() for g in next(iter(gg.grads.values()))) if gg.grads else 0
         for yy in range(gg.k):
             row[f"r_y{yy}"] = d.model[yy]
+            row[f"lognorm_y{yy}"] = d.log_norm[yy]
             row[f"code_y{yy}"] = code[yy]
             row[f"undefined_y{yy}"] = d.undefined[yy]
         if self.per_layer:
@@ -669,6 +715,7 @@ class DisparityTracker:
             dp = contribution_disparity(gp, size_weighted=self.size_weighted)
             for yy in range(gp.k):
                 row[f"r_y{yy}_perm{j}"] = dp.model[yy]
+                row[f"lognorm_y{yy}_perm{j}"] = dp.log_norm[yy]
                 row[f"undefined_y{yy}_perm{j}"] = dp.undefined[yy]
         self.rows.append(row)
         return row
@@ -686,7 +733,8 @@ class DisparityTracker:
     @property
     def history(self) -> pd.DataFrame:
         """One row per recorded iteration: step, epoch, cell sizes ``n_ay``, ``r_y0``, ``r_y1`` (eq. 8),
-        ``code_y0``, ``code_y1`` (:func:`code_disparity`), ``undefined_y*`` (elements left out of eq. 8
+        ``lognorm_y0``, ``lognorm_y1`` (:attr:`Disparity.log_norm`), ``code_y0``, ``code_y1``
+        (:func:`code_disparity`), ``undefined_y*`` (elements left out of eq. 8
         of ``elements`` measured), per-tensor eq. 9 and the permuted null ``r_y*_perm*``."""
         return pd.DataFrame(self.rows)
 
@@ -1076,10 +1124,13 @@ def fit_method(method: str, model: nn.Module, X, y, a, *, val: tuple | None = No
     the λ = 0 columns of Tables 3-4 start from it); ``sampler=`` overrides. ``loss`` defaults to
     ``"bce"`` (one logit, as the paper's code). ``val = (X_val, y_val, a_val)`` turns on the authors'
     epoch selection: :func:`val_metrics` each epoch, the epoch with the lowest validation ΔEO restored
-    (``select="delta_eo", mode="min"`` unless given). ``tracker`` records r̂ every iteration.
+    (``select="delta_eo", mode="min"`` unless given); the state of the epoch with the highest
+    validation EOP (folded) is kept as well, in ``other_best["eop"] = (epoch, state)``, because the
+    authors report EOP at its own validation-selected epoch. ``tracker`` records r̂ every iteration.
     Other keywords go to :func:`train.fit` (``epochs`` is required).
     """
     extra = method_loss(method, **(options or {}))
+    eop_best: dict = {}
     kw = {"loss": "bce", "sampler": "shuffle" if method == "vanilla" else "group_balanced"}
     if val is not None:
         if len(val) != 3:
@@ -1091,15 +1142,22 @@ def fit_method(method: str, model: nn.Module, X, y, a, *, val: tuple | None = No
     kw.update(fit_kwargs)
     if tracker is not None:
         extra = combine(extra, tracker)
-        user_end = kw.get("on_epoch_end")
+    user_end = kw.get("on_epoch_end")
 
-        def on_epoch_end(epoch, model_, row):
+    def on_epoch_end(epoch, model_, row):
+        if tracker is not None:
             tracker.on_epoch_end(epoch, model_, row)
-            if user_end is not None:
-                user_end(epoch, model_, row)
+        score = (row or {}).get("val_eop_folded", float("nan"))
+        if val is not None and np.isfinite(score) and ("eop" not in eop_best or score > eop_best["eop"][0]):
+            eop_best["eop"] = (score, epoch, {k: v.detach().clone() for k, v in model_.state_dict().items()})
+        if user_end is not None:
+            user_end(epoch, model_, row)
 
-        kw["on_epoch_end"] = on_epoch_end
-    return train.fit(model, X, y, groups=a, extra_loss=extra, desc=f"gcm:{method}", **kw)
+    kw["on_epoch_end"] = on_epoch_end
+    res = train.fit(model, X, y, groups=a, extra_loss=extra, desc=f"gcm:{method}", **kw)
+    if "eop" in eop_best:
+        res.other_best["eop"] = eop_best["eop"][1:]
+    return res
 
 
 # --- external references (fairlearn) ------------------------------------------------------------------
@@ -1187,7 +1245,7 @@ def val_metrics(y, logits, *, a) -> dict[str, float]:
     mode="min"`` the engine keeps the epoch of lowest validation ΔEO, as the authors' code does."""
     scores, pred = _scores_and_predictions(logits)
     r = report(y, pred, a, scores)
-    return {k: r[k] for k in ("ap", "delta_eo", "eop", "delta_dp")}
+    return {k: r[k] for k in ("ap", "delta_eo", "eop", "eop_folded", "delta_dp")}
 
 
 # --- Table 1: subgroup sizes per iteration ----------------------------------------------------------------
@@ -1236,11 +1294,22 @@ def check_parameters(values: dict) -> None:
         bad("image_model", "must be alexnet or resnet18 for image_dataset='celeba' (the MLP is for the "
             "28x28 digits)")
     for name in ("temperatures", "gcm_lams", "eor_lams", "adv_alphas", "layer_lams", "iga_lams",
-                 "direct_lams", "image_gcm_lams", "image_eor_lams"):
+                 "direct_lams", "image_gcm_lams", "image_eor_lams", "image_adv_alphas"):
         if name in values and len(values[name]) == 0:
             bad(name, "needs at least one value")
     if "image_seeds" in values and "n_seeds" in values and values["image_seeds"] > values["n_seeds"]:
         bad("image_seeds", f"cannot exceed n_seeds = {values['n_seeds']} (Table 5 uses the first seeds)")
+    grids = {n: len(values[n]) for n in ("gcm_lams", "eor_lams", "adv_alphas") if n in values}
+    grids.update({n: sum(v > 0 for v in values[n]) for n in ("iga_lams", "direct_lams") if n in values})
+    if len(set(grids.values())) > 1:
+        name = next(n for n in grids if grids[n] != grids.get("gcm_lams", next(iter(grids.values()))))
+        bad(name, "every method searches the same number of settings (GCM per temperature, EOR, "
+                  "adversarial, IGA and direct aligning with λ > 0), so that no method wins by a larger "
+                  f"search; the grids have {grids}")
+    for name in ("image_eor_lams", "image_adv_alphas"):
+        if name in values and "image_gcm_lams" in values and len(values[name]) != len(values["image_gcm_lams"]):
+            bad(name, f"must have as many values as image_gcm_lams ({len(values['image_gcm_lams'])}): equal "
+                      "search budgets on the images")
 
 
 def load_splits(name: str, *, root=None, seed: int = 0, celeba_target: str = "Wavy_Hair",

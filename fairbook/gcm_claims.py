@@ -31,7 +31,8 @@ from scipy import stats as _st
 from . import claims as C
 
 __all__ = ["choose", "best_at_similar_ap", "chosen_settings", "family_best", "seed_values", "paired",
-           "cell_ratio_bootstrap", "log_median_disparity", "disparity_statistic", "disparity_vs_null", "undefined_fraction",
+           "cell_ratio_bootstrap", "log_median_disparity", "log_norm_median", "disparity_statistic",
+           "disparity_vs_null", "disparity_fairness", "undefined_fraction",
            "claims", "BASELINES", "RATIO_THRESHOLD"]
 
 #: The baselines of Fig. 4 (the family "the best baseline" is chosen from).
@@ -174,6 +175,18 @@ def log_median_disparity(trace: pd.DataFrame, suffix: str = "", k: int = 2) -> n
     return out
 
 
+def log_norm_median(trace: pd.DataFrame, suffix: str = "", k: int = 2) -> np.ndarray:
+    """median_t of the norm-based disparity (:attr:`fairbook.gcm.Disparity.log_norm`, already a log)
+    for each y, from the tracker's columns ``lognorm_y{y}{suffix}`` (NaN where none is defined)."""
+    out = np.full(k, np.nan)
+    for yy in range(k):
+        col = f"lognorm_y{yy}{suffix}"
+        if col in trace:
+            med = trace[col].median()
+            out[yy] = med if np.isfinite(med) else np.nan
+    return out
+
+
 def disparity_statistic(logs: np.ndarray) -> np.ndarray:
     """Row i of ``logs`` (shape (1 + K, k): the true attribute, then K permuted ones; entries
     :func:`log_median_disparity`): max over y of |logs[i, y] − the mean of the other rows|.
@@ -210,30 +223,52 @@ def undefined_fraction(trace: pd.DataFrame, k: int = 2) -> float:
 
 def disparity_vs_null(traces: pd.DataFrame, k: int = 2) -> pd.DataFrame:
     """Per (dataset, training, seed) trace of :class:`fairbook.gcm.DisparityTracker`: the medians of
-    r̂ and of the code's disparity, the null's median r̂ (geometric mean over the permutations of
-    their medians), :func:`disparity_statistic` of the true attribute and the mean and range of the
-    permuted ones' (NaN without permutations, columns ``r_y*_perm{j}``), the excess
-    ``statistic − null_mean`` and the fraction of undefined r̂ elements (:func:`undefined_fraction`)."""
+    r̂, of the norm-based log disparity and of the code's disparity; for both r̂ (eq. 8, via
+    :func:`log_median_disparity`) and the norm-based measure (:func:`log_norm_median`, the headline)
+    the null's median (over the permutations), :func:`disparity_statistic` of the true attribute, the
+    mean and range of the permuted ones' (NaN without permutations, columns ``*_perm{j}``) and the
+    excess ``statistic − null_mean`` (``excess`` for eq. 8, ``lognorm_excess`` for the headline); and
+    the fraction of undefined r̂ elements (:func:`undefined_fraction`)."""
     perms = sorted({int(c.rsplit("perm", 1)[1]) for c in traces.columns
                     if c.startswith("r_y") and "_perm" in c})
     rows = []
     for (ds, tr, sd), h in traces.groupby(["dataset", "training", "seed"], sort=False):
-        logs = [log_median_disparity(h, "", k)] + [log_median_disparity(h, f"_perm{j}", k) for j in perms]
-        logs = np.array([logs[0]] + [x for x in logs[1:] if np.isfinite(x).any()])
-        stats = disparity_statistic(logs)
-        null = stats[1:][np.isfinite(stats[1:])]
         row = {"dataset": ds, "training": tr, "seed": sd}
         row.update({f"median r̂ (Y={yy})": h[f"r_y{yy}"].median() for yy in range(k)})
-        row.update({f"null median r̂ (Y={yy})": float(np.exp(np.nanmean(logs[1:, yy])))
-                    if len(logs) > 1 and np.isfinite(logs[1:, yy]).any() else math.nan for yy in range(k)})
+        row.update({f"median log-norm (Y={yy})": h[f"lognorm_y{yy}"].median() for yy in range(k)
+                    if f"lognorm_y{yy}" in h})
         row.update({f"median code (Y={yy})": h[f"code_y{yy}"].median() for yy in range(k) if f"code_y{yy}" in h})
-        null_mean = float(null.mean()) if null.size else math.nan
-        row.update({"statistic": stats[0], "null_mean": null_mean,
-                    "null_min": float(null.min()) if null.size else math.nan,
-                    "null_max": float(null.max()) if null.size else math.nan, "n_perm": int(null.size),
-                    "excess": stats[0] - null_mean, "undefined_fraction": undefined_fraction(h, k)})
+        for prefix, per in (("", log_median_disparity), ("lognorm_", log_norm_median)):
+            logs = [per(h, "", k)] + [per(h, f"_perm{j}", k) for j in perms]
+            logs = np.array([logs[0]] + [x for x in logs[1:] if np.isfinite(x).any()])
+            stats = disparity_statistic(logs)
+            null = stats[1:][np.isfinite(stats[1:])]
+            if prefix == "":
+                row.update({f"null median r̂ (Y={yy})": float(np.exp(np.nanmean(logs[1:, yy])))
+                            if len(logs) > 1 and np.isfinite(logs[1:, yy]).any() else math.nan for yy in range(k)})
+            null_mean = float(null.mean()) if null.size else math.nan
+            if prefix == "":
+                row["n_perm"] = int(null.size)
+            row.update({f"{prefix}statistic": stats[0], f"{prefix}null_mean": null_mean,
+                        f"{prefix}null_min": float(null.min()) if null.size else math.nan,
+                        f"{prefix}null_max": float(null.max()) if null.size else math.nan,
+                        f"{prefix}excess": stats[0] - null_mean})
+        row["undefined_fraction"] = undefined_fraction(h, k)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def disparity_fairness(runs: pd.DataFrame, k: int = 2) -> pd.DataFrame:
+    """"Higher disparity, worse fairness", per seed: the Spearman correlation, over the settings
+    (method × strength) of one seed, between the final norm-based disparity ``max_y |lognorm_y|``
+    (:func:`fairbook.gcm.final_disparity`) and the test ΔEO. One row per seed (``rho``, ``n``)."""
+    r = runs.assign(disparity=np.nanmax(np.abs(runs[[f"lognorm_y{yy}" for yy in range(k)]].to_numpy(float)), 1))
+    out = []
+    for sd, g in r.groupby("seed"):
+        g = g[np.isfinite(g.disparity) & np.isfinite(g.delta_eo)]
+        rho = _st.spearmanr(g.disparity, g.delta_eo).statistic if len(g) >= 3 else math.nan
+        out.append({"seed": sd, "rho": float(rho), "n": len(g)})
+    return pd.DataFrame(out)
 
 
 # --- the claims ---------------------------------------------------------------------------------------------
@@ -302,18 +337,29 @@ def claims(*, adult_y, adult_a, disparity: pd.DataFrame, fig4_runs: pd.DataFrame
         note=f"ratio {b['ratio']:.2f}; percentile interval of {n_boot} bootstrap resamples"))
 
     # Fig. 2
-    dis = disparity[(disparity.dataset == "adult") & (disparity.training == "oversampling")]
+    dis = disparity[(disparity.dataset == "adult") & (disparity.training == "oversampling")].sort_values("seed")
     row = C.difference(C.Claim(
         "gcm_fig2_disparity", "Oversampling leaves a group contribution disparity (r̂ ≠ 1)", "Fig. 2",
         "r̂ ≈ 1.5 after oversampling (CelebA)",
-        "distance of log median r̂ (eq. 8, max over y) of the true attribute from the permuted ones', minus "
-        "the same for a permuted attribute (mean over permutations within y); Adult with oversampling "
-        "(> 0: the sexes' contributions differ more than a random split's)",
-        "seed", "gcm-fig2"), dis.sort_values("seed")["excess"].to_numpy())
+        "distance of the median norm-based disparity log(|Z0|‖ḡ0‖ / |Z1|‖ḡ1‖) (max over y) of the true "
+        "attribute from the permuted ones', minus the same for a permuted attribute (mean over permutations "
+        "within y); Adult with oversampling (> 0: the sexes' contributions differ more than a random split's)",
+        "seed", "gcm-fig2"), dis["lognorm_excess"].to_numpy())
     if len(dis):
-        row["note"] = (f"{int(dis.n_perm.min())} permutations per step; undefined r̂ elements "
-                       f"{dis.undefined_fraction.mean():.1%}" + ("; " + row["note"] if row["note"] else ""))
+        row["note"] = (f"{int(dis.n_perm.min())} permutations per step; eq. 8's excess {dis.excess.mean():.3f}; "
+                       f"undefined r̂ elements {dis.undefined_fraction.mean():.1%}"
+                       + ("; " + row["note"] if row["note"] else ""))
     rows.append(row)
+    if "lognorm_y0" in fig4_runs:
+        per = disparity_fairness(fig4_runs[fig4_runs.dataset == "adult"])
+        row = C.difference(C.Claim(
+            "gcm_disparity_fairness", "Higher contribution disparity goes with worse fairness", "§3, Fig. 2",
+            "disparity and −ΔEO move together during training (Fig. 2)",
+            "Spearman ρ, over Adult's Fig. 4 settings of one seed, between the final norm-based disparity "
+            "max_y |log-norm| and the test ΔEO (> 0: more disparity, less fair)", "seed", "gcm-fig2"),
+            per["rho"].to_numpy())
+        row["note"] = (f"{int(per.n.median())} settings per seed" + ("; " + row["note"] if row["note"] else ""))
+        rows.append(row)
 
     runs = _neg(fig4_runs, {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
     setting = "strength"
@@ -414,7 +460,7 @@ def claims(*, adult_y, adult_a, disparity: pd.DataFrame, fig4_runs: pd.DataFrame
     g_seed = seed_values(sub, g_adult, setting, ch.get(g_adult), "neg_deo")
     for key, tab, text, source, paper, effect, floor in (
             ("gcm_vs_iga", iga_runs, "IGA improves fairness less than GCM on Adult", "Table 3",
-             "IGA best −0.095 vs GCM −0.033", 0.095 - 0.033, -math.inf),
+             "IGA best −0.095 vs GCM −0.033", 0.095 - 0.033, floor_a),
             ("gcm_vs_direct", direct_runs, "Direct aligning improves fairness less than GCM at similar AP",
              "Table 4", "direct −0.130 at AP 0.750 vs GCM −0.033 at 0.751", 0.130 - 0.033, floor_a)):
         t = _neg(tab[tab.lam > 0].assign(method="m"), {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})

@@ -111,6 +111,8 @@ class FitResult:
     history: pd.DataFrame
     best_epoch: int
     best_state: dict = field(repr=False, default_factory=dict)
+    #: further (epoch, state) pairs kept by a caller's hook, keyed by the criterion they are best at
+    other_best: dict = field(repr=False, default_factory=dict)
 
 
 def _as_tensor(a, dtype=None) -> torch.Tensor:

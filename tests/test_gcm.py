@@ -393,7 +393,8 @@ def test_evaluation_numbers_match_fairlearn_and_sklearn():
     tpr = [pred[(a == g) & (y == 1)].mean() for g in (0, 1)]
     assert r["eop"] == pytest.approx(tpr[0] / tpr[1])
     v = gcm.val_metrics(y, torch.as_tensor(logit[:, None]), a=a)
-    assert set(v) == {"ap", "delta_eo", "eop", "delta_dp"} and v["delta_eo"] == pytest.approx(r["delta_eo"])
+    assert set(v) == {"ap", "delta_eo", "eop", "eop_folded", "delta_dp"} and v["delta_eo"] == pytest.approx(r["delta_eo"])
+    assert v["eop_folded"] == pytest.approx(r["eop_folded"])
 
 
 # --- Table 1 bookkeeping -------------------------------------------------------------------------------
@@ -1172,7 +1173,8 @@ def test_tracker_three_classes_columns():
     Xb, yb, ab = _biased(n=60, d=3)
     tr2(_linear([0.1, 0.2, 0.3], 0.0), gcm.make_batch(_linear([0.1, 0.2, 0.3], 0.0), Xb, yb, ab))
     assert list(tr2.history.columns) == ["step", "epoch", "n_00", "n_01", "n_10", "n_11", "elements", "r_y0",
-                                         "code_y0", "undefined_y0", "r_y1", "code_y1", "undefined_y1"]
+                                         "lognorm_y0", "code_y0", "undefined_y0", "r_y1", "lognorm_y1", "code_y1",
+                                         "undefined_y1"]
 
 
 def test_adversary_features_three_classes():

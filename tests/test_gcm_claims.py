@@ -101,8 +101,9 @@ def synthetic(rng, *, effect=0.0, ap_gap=0.0, ratio=5.7, n_seeds=5, sd=0.02, see
             (t, v), (ta, va) = noisy(-0.1 + effect * (m == "GCM"), off), noisy(0.9, 0.0, ap_sd)
             mc.append({"method": m, "setting": setting, "seed": s, "rep -Bias": t, "sel -Bias": v,
                        "sel acc": va, "rep acc": ta})
+    excess = rng.normal(effect, 0.05, n_seeds)
     disparity = pd.DataFrame({"dataset": "adult", "training": "oversampling", "seed": seeds,
-                              "excess": rng.normal(effect, 0.05, n_seeds), "n_perm": 4,
+                              "lognorm_excess": excess, "excess": excess + 0.3, "n_perm": 4,
                               "undefined_fraction": 0.1})
     y, a = _cells(1000, int(round(1000 * ratio)))
     return dict(adult_y=y, adult_a=a, disparity=disparity, fig4_runs=fig4, layer_runs=layers, iga_runs=iga,
