@@ -248,8 +248,9 @@ def layer_parameters(model: nn.Module, layers: int | Sequence[int], kind: str = 
 def authors_parameters(model: nn.Module) -> list[str]:
     """The tensors the authors' run script regularises (``--sl 1``): every parameter except the first
     layer's weight (on the paper's Adult MLP 120-200-200-1 that leaves out 24,000 of 64,601)."""
-    first = layer_parameters(model, 0, "weight")
-    return [n for n, _ in select_parameters(model) if n not in first]
+    owner = next(name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False)))
+    first = f"{owner}.weight" if owner else "weight"
+    return [n for n, _ in select_parameters(model) if n != first]
 
 
 def eop_at_own_epoch(res: train.FitResult, X, y, a, device="auto") -> float:
@@ -539,8 +540,8 @@ class Disparity:
     ``per_layer[y][name]``: r̂_{θ_l} of each parameter tensor (eq. 9); ``model[y]``: r̂_θ (eq. 8);
     ``undefined[y]``: how many elements were left out because the denominator was 0;
     ``log_norm[y]``: the norm-based disparity log(|Z_0y| ‖ḡ^{A=0,Y=y}‖ / (|Z_1y| ‖ḡ^{A=1,Y=y}‖)) over
-    all the selected tensors at once — defined wherever either group has a gradient, 0 for equal
-    contributions, symmetric in the two groups up to its sign.
+    all the selected tensors at once — defined when both groups have a nonzero gradient (NaN
+    otherwise), 0 for equal contributions, symmetric in the two groups up to its sign.
     """
 
     per_parameter: dict[int, dict[str, torch.Tensor]]
@@ -733,8 +734,8 @@ class DisparityTracker:
     @property
     def history(self) -> pd.DataFrame:
         """One row per recorded iteration: step, epoch, cell sizes ``n_ay``, ``r_y0``, ``r_y1`` (eq. 8),
-        ``lognorm_y0``, ``lognorm_y1`` (:attr:`Disparity.log_norm`), ``code_y0``, ``code_y1``
-        (:func:`code_disparity`), ``undefined_y*`` (elements left out of eq. 8
+        ``lognorm_y0``, ``lognorm_y1`` (:attr:`Disparity.log_norm`; ``lognorm_y*_perm*`` for the
+        null), ``code_y0``, ``code_y1`` (:func:`code_disparity`), ``undefined_y*`` (elements left out of eq. 8
         of ``elements`` measured), per-tensor eq. 9 and the permuted null ``r_y*_perm*``."""
         return pd.DataFrame(self.rows)
 
@@ -1302,7 +1303,8 @@ def check_parameters(values: dict) -> None:
     grids = {n: len(values[n]) for n in ("gcm_lams", "eor_lams", "adv_alphas") if n in values}
     grids.update({n: sum(v > 0 for v in values[n]) for n in ("iga_lams", "direct_lams") if n in values})
     if len(set(grids.values())) > 1:
-        name = next(n for n in grids if grids[n] != grids.get("gcm_lams", next(iter(grids.values()))))
+        common = collections.Counter(grids.values()).most_common(1)[0][0]
+        name = next(n for n in grids if grids[n] != common)
         bad(name, "every method searches the same number of settings (GCM per temperature, EOR, "
                   "adversarial, IGA and direct aligning with λ > 0), so that no method wins by a larger "
                   f"search; the grids have {grids}")
