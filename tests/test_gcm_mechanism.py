@@ -18,15 +18,7 @@ from torch import nn
 
 from fairbook import gcm, gcm_claims, models, train
 from fairbook.params import ParameterError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Keep CPU use light (timing runs share the machine); restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from test_gcm import _biased, _one_thread  # noqa: F401 -- the main GCM tests' data and one-thread fixture
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -48,16 +40,6 @@ def _scaled_groups(n, d, seed, scale):
 def _balanced_index(y, a, per_cell, rng):
     return np.concatenate([rng.choice(np.flatnonzero((a == ai) & (y == yi)), per_cell, replace=False)
                            for ai, yi in gcm.CELLS])
-
-
-def _biased(n=400, d=4, seed=0):
-    """a = 1 (70 %) has more positives and feature 0 leaks a (as tests/test_gcm.py)."""
-    rng = np.random.default_rng(seed)
-    a = (rng.uniform(size=n) < 0.7).astype(np.int64)
-    y = (rng.uniform(size=n) < np.where(a == 1, 0.45, 0.15)).astype(np.int64)
-    X = rng.normal(size=(n, d)) + y[:, None]
-    X[:, 0] += 1.5 * a
-    return X.astype(np.float32), y, a
 
 
 def _cell_grads_by_hand(model, X, y, a):
