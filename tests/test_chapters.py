@@ -88,7 +88,8 @@ def test_hbr_paper_path_on_a_tiny_cifar10(tmp_path, monkeypatch):
     run = runner.run("hbr", "smoke", {
         "dataset": "cifar10", "data_root": str(root), "model": "resnet18", "epochs": "2", "batch_size": "32",
         "milestones": "1", "augment": "true", "normalize": "true", "n_aum_models": "1", "n_per_class": "0",
-        "n_test": "0", "cs1_strategies": "random", "prune_rates": "0.5", "cs2_strategies": "hEDM",
+        "n_test": "0", "holdout_reserve": "0", "cs1_strategies": "random", "prune_rates": "0.5",
+        "cs2_strategies": "hEDM",
         "pool": "edm/pool.npz", "pool_per_class": "0"}, log=lambda m: None)
     assert set(run.provenance["data"]) == {"cifar10", "pool"}
     tests = pd.read_csv(run.path / "results" / "cs2_ttests.csv")
