@@ -10,9 +10,10 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from torch import nn
 
-from . import aimfair, models, train
+from . import aimfair, models, robust, train
 
 __all__ = ["NETWORKS", "network", "Recipe", "condition_judge"]
 
@@ -86,6 +87,32 @@ class Recipe:
         (:func:`fairbook.aimfair.dataset_gradients`; ``kw`` e.g. ``shuffle=False``)."""
         return {name: aimfair.dataset_gradients(model, X, y, batch_size=self.batch_size, seed=seed, **kw)
                 for name, (X, y) in (("R", R), ("S1", S1), ("S2", S2))}
+
+
+    def mask(self, model: nn.Module, grads: dict, top_k: float, level: str, measure: str = "abs"):
+        """The selective mask (eqs. 4-5) of ``model`` from its gradients ``grads`` (:meth:`gradients`),
+        with k the ``top_k`` share of its tensors or scalars (:func:`fairbook.aimfair.k_for_fraction`)."""
+        return aimfair.selective_mask(grads["R"], grads["S1"], grads["S2"],
+                                      aimfair.k_for_fraction(model, top_k, level), level=level, measure=measure)
+
+    def sft_from_scratch(self, R, S1, S2, seed: int, top_k: float, level: str, lr: float):
+        """The whole method on one real set (Table 2): ERM on ``R``, the three gradients, the mask, and
+        SFT on ``S2``. Returns (the ERM model, the fine-tuned model)."""
+        base = self.train_from_scratch(*R, seed)
+        mask = self.mask(base, self.gradients(base, R, S1, S2, seed), top_k, level)
+        return base, self.finetune(base, mask, *S2, lr=lr, seed=seed)
+
+    def error_set(self, X, y, seed: int, epochs: int) -> np.ndarray:
+        """JTT's first stage: ERM for ``epochs`` epochs at a constant learning rate, the last epoch
+        kept, and the training rows it misclassifies (:func:`fairbook.robust.error_set`)."""
+        ident = self.train_from_scratch(X, y, seed, epochs=epochs, select=None, schedule=train.Schedule())
+        return robust.error_set(ident, X, y)
+
+    def jtt(self, X, y, error_set, lam: int, seed: int) -> nn.Module:
+        """JTT's second stage: ERM on the training set with the error set upsampled ``lam`` times
+        (:func:`fairbook.robust.upweight`)."""
+        idx = robust.upweight(error_set, lam)
+        return self.train_from_scratch(aimfair.take(X, idx), np.asarray(y)[idx], seed)
 
 
 def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, epochs: int = 3,

@@ -74,3 +74,35 @@ def test_condition_judge_learns_a_readable_condition():
     acc = (train.predict(train.logits_of(judge, X)) == y).float().mean().item()
     assert acc > 0.8                          # y is a colour contrast: easy to read
     assert isinstance(judge, models.SmallCNN) and judge.head.out_features == 2
+
+
+def _same(a, b):
+    return all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_mask_and_sft_from_scratch_are_the_method_step_by_step():
+    r = recipe()
+    X, y = data()
+    R, S1, S2 = (X, y), (X[:24], y[:24]), (X[24:], y[24:])
+    base, sft = r.sft_from_scratch(R, S1, S2, seed=3, top_k=0.5, level="tensor", lr=0.1)
+    ref = r.train_from_scratch(X, y, 3)
+    assert _same(ref, base)
+    g = r.gradients(ref, R, S1, S2, 3)
+    mask = r.mask(ref, g, 0.5, "tensor")
+    assert mask.trainable == A.selective_mask(g["R"], g["S1"], g["S2"], A.k_for_fraction(ref, 0.5, "tensor"),
+                                              level="tensor").trainable
+    assert _same(r.finetune(ref, mask, *S2, lr=0.1, seed=3), sft) and not _same(base, sft)
+
+
+def test_error_set_and_jtt_are_the_two_stages():
+    from fairbook import robust, train
+
+    r = recipe()
+    X, y = data()
+    err = r.error_set(X, y, seed=2, epochs=1)
+    ident = r.train_from_scratch(X, y, 2, epochs=1, select=None, schedule=train.Schedule())
+    np.testing.assert_array_equal(err, robust.error_set(ident, X, y))
+    err = np.zeros(len(y), dtype=bool)
+    err[:5] = True                                   # a known error set: rows 0-4 upsampled
+    idx = robust.upweight(err, 3)
+    assert _same(r.jtt(X, y.numpy(), err, 3, seed=4), r.train_from_scratch(X[idx], y.numpy()[idx], 4))
