@@ -31,6 +31,7 @@ metrics stay binary. The metrics themselves live in
 from __future__ import annotations
 
 import collections
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import metrics, train
+from . import metrics, models, train
 
 CELLS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))  # (a, y), the paper's Z_ay
 FORMS = ("paper", "squared")
@@ -257,13 +258,24 @@ def eop_at_own_epoch(res: train.FitResult, X, y, a, device="auto") -> float:
     """Folded EOP (:func:`report`) of the model at the epoch of highest validation EOP, when
     :func:`fit_method` kept one (validation selection, as the authors report EOP); else of the
     returned model."""
-    import copy
-
     model = res.model
     if "eop" in res.other_best:
         model = copy.deepcopy(res.model)
         model.load_state_dict(res.other_best["eop"][1])
     return evaluate(model, X, y, a, device=device)["eop_folded"]
+
+
+def scale_check(X, y, a, test, seeds: Sequence[int], *, widths=(200, 200), **fit_kwargs) -> pd.DataFrame:
+    """Vanilla and OverSampling (:func:`fit_method`) trained with the MLP ``widths`` (default the
+    paper's 200-200) from each seed, evaluated on ``test = (X, y, a)``: does a premise of the paper
+    that fails at a small scale hold at the paper's? ``fit_kwargs`` go to :func:`fit_method`."""
+    rows = []
+    for s in seeds:
+        for method in ("vanilla", "oversampling"):
+            model = train.seeded(lambda: models.MLP(np.asarray(X).shape[1], tuple(widths), 1), s)
+            res = fit_method(method, model, X, y, a, seed=s, **fit_kwargs)
+            rows.append({"seed": s, "method": method, **evaluate(res.model, *test)})
+    return pd.DataFrame(rows)
 
 
 def final_disparity(model: nn.Module, X, y, a, *, n_per_cell: int = 256, seed: int = 0) -> dict[str, float]:

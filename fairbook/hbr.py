@@ -869,25 +869,36 @@ def check_pool(pool: Pool, X, y, aum, counts_by_alpha: dict, strategies: Sequenc
                                      f"α, a larger pool_per_class, or leave {s!r} out") from None
 
 
-def candidate_recognition(pool: Pool, predicted, a, counts, strategy: str) -> float:
-    """The share of a generated-pool strategy's candidate images that the baseline ensemble assigns
-    to their own class (``predicted``: its argmax per pool image), over the classes the strategy
-    oversamples, each weighted by its number of extra samples. NaN for strategies without a pool."""
+def candidate_sets(pool: Pool, predicted, a, counts, strategy: str, classes=None) -> pd.DataFrame:
+    """What a generated-pool strategy can draw from, per oversampled class: the number of extra
+    samples it needs (``need``, at least 1 for listed ``classes`` that this allocation does not
+    grow), its candidate images (:func:`pool_candidates`), the share the baseline ensemble assigns to
+    their own class (``predicted``: its argmax per pool image) and their mean confidence. Empty for
+    strategies without a pool."""
     over = parse_strategy(strategy)[1]
-    if over not in POOL_STRATEGIES:
-        return math.nan
     a, counts, predicted = np.asarray(a), np.asarray(counts), np.asarray(predicted)
-    hits = total = 0.0
-    for c in np.flatnonzero(counts > a):
+    classes = np.flatnonzero(counts > a) if classes is None else classes
+    rows = []
+    for c in classes if over in POOL_STRATEGIES else []:
         where = np.flatnonzero(pool.y == c)
-        need = int(counts[c] - a[c])
+        need = max(int(counts[c] - a[c]), 1)
+        conf = np.zeros(len(where)) if pool.confidence is None else pool.confidence[where]
         correct = None if pool.correct is None else pool.correct[where]
         target = None if pool.real_confidence is None else pool.real_confidence[c]
-        conf = np.zeros(len(where)) if pool.confidence is None else pool.confidence[where]
         cand = where[pool_candidates(over, conf, need, target, correct)]
-        hits += need * float((predicted[cand] == c).mean())
-        total += need
-    return hits / total if total else math.nan
+        rows.append({"class": int(c), "strategy": strategy, "need": need, "candidates": len(cand),
+                     "recognised as their class": float((predicted[cand] == c).mean()),
+                     "mean confidence": float(conf[np.searchsorted(where, cand)].mean())})
+    return pd.DataFrame(rows, columns=["class", "strategy", "need", "candidates", "recognised as their class",
+                                       "mean confidence"])
+
+
+def candidate_recognition(pool: Pool, predicted, a, counts, strategy: str) -> float:
+    """The share of a generated-pool strategy's candidate images that the baseline ensemble assigns
+    to their own class, over the classes the strategy oversamples, each weighted by its number of
+    extra samples (:func:`candidate_sets`). NaN for strategies without a pool."""
+    t = candidate_sets(pool, predicted, a, counts, strategy)
+    return float(np.average(t["recognised as their class"], weights=t["need"])) if len(t) else math.nan
 
 
 def d_table(tests: pd.DataFrame, imbalance: pd.DataFrame | None, index, columns) -> pd.DataFrame:
@@ -911,6 +922,19 @@ def d_table(tests: pd.DataFrame, imbalance: pd.DataFrame | None, index, columns)
                                       "cell": [fmt.format(v) for v in part[col]]}))
     return pd.concat(rows, ignore_index=True).pivot_table(index=index, columns=columns, values="cell",
                                                           aggfunc="first", sort=False)
+
+
+def control_table(tests: pd.DataFrame, avg_tests: pd.DataFrame, imbalance: pd.DataFrame) -> pd.DataFrame:
+    """Per (strategy, setting): the mean reduction of the recall gap Δhe with its bootstrap interval
+    and Holm p (``tests``, :func:`table_tests` of the Δ metrics), the class-averaged recall change
+    (``avg_tests``, :func:`table_tests` of ``("avg",)``) and what the strategy did to the data
+    (``imbalance``, a :class:`Study`'s): the chapter's comparison of HBR with its controls."""
+    he = tests[(tests.metric == "delta_he") & (tests.score == "recall")]
+    avg = avg_tests[avg_tests.score == "recall"][["strategy", "parameter", "mean"]].rename(
+        columns={"mean": "avg recall change"})
+    out = he[["strategy", "parameter", "mean", "ci_low", "ci_high", "p_holm"]].merge(avg, on=["strategy", "parameter"])
+    return out.merge(imbalance.drop(columns=["level"]), on=["strategy", "parameter"]).rename(
+        columns={"mean": "Δhe reduction"})
 
 
 # --- mechanism: what the resampled models predict differently (Appendix E) ---------------------------

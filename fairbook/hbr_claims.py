@@ -145,12 +145,12 @@ def relative_reduction(claim: C.Claim, scores: pd.DataFrame, strategy: str, n_bo
     from . import stats
 
     w = _wide(scores)
+    changes = _changes(w, strategy, "delta_he", "recall")
+    keys, cols = w["recall"]
     best = None
     levels = sorted(scores["parameter"].unique())
     for lv in levels:
-        ch = _changes(w, strategy, "delta_he", "recall")
-        ch = ch[ch["parameter"] == lv]
-        keys, cols = w["recall"]
+        ch = changes[changes["parameter"] == lv]
         on = keys["parameter"] == lv
         base = pd.DataFrame({"i": keys["i"][on], "b": cols[("delta_he", "none")][on]}).groupby("i")["b"].mean()
         d = ch.groupby("i")["d"].mean().reindex(base.index).to_numpy()

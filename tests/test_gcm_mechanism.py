@@ -540,3 +540,14 @@ def test_claims_has_the_disparity_fairness_row_from_lognorm():
     # without lognorm columns in fig4_runs there is no such row
     out2 = gcm_claims.claims(**_claims_inputs(rng, fig4.drop(columns=["lognorm_y0", "lognorm_y1"]), disparity))
     assert "gcm_disparity_fairness" not in set(out2.key)
+
+
+def test_scale_check_is_vanilla_and_oversampling_per_seed():
+    X, y, a = _biased(n=200, d=4, seed=3)
+    kw = dict(batch_size=40, epochs=1, steps_per_epoch=3, optim=train.Optim("adam", lr=0.01))
+    out = gcm.scale_check(X, y, a, (X, y, a), [5, 6], widths=(4,), **kw)
+    assert list(zip(out.seed, out.method)) == [(5, "vanilla"), (5, "oversampling"), (6, "vanilla"), (6, "oversampling")]
+    ref = gcm.fit_method("oversampling", train.seeded(lambda: models.MLP(4, (4,), 1), 6), X, y, a, seed=6, **kw)
+    r = gcm.evaluate(ref.model, X, y, a)
+    row = out[(out.seed == 6) & (out.method == "oversampling")].iloc[0]
+    assert row["delta_eo"] == pytest.approx(r["delta_eo"]) and row["ap"] == pytest.approx(r["ap"])

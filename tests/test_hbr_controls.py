@@ -580,6 +580,35 @@ def test_candidate_recognition_by_hand():
     assert math.isnan(hbr.candidate_recognition(pool, pred, a, counts, "holdout"))
 
 
+def test_candidate_sets_per_class_by_hand():
+    """The per-class rows behind candidate_recognition (same pool as above): hEDM's candidates, needs and
+    mean confidences; a listed class that the allocation does not grow still gets one candidate set."""
+    py = np.array([0] * 6 + [1] * 10 + [2] * 3)
+    conf = np.linspace(0.05, 0.95, 19)
+    pred = np.where(np.arange(19) % 2 == 0, py, (py + 1) % 3)
+    pool = hbr.Pool(np.zeros((19, 1)), py, conf)
+    t = hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM")
+    assert t["class"].tolist() == [0, 1] and t["need"].tolist() == [2, 4] and t["candidates"].tolist() == [4, 8]
+    assert t["mean confidence"].tolist() == pytest.approx([conf[:4].mean(), conf[6:14].mean()])
+    assert t["recognised as their class"].tolist() == pytest.approx([0.5, 0.5])
+    listed = hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM", classes=[0, 2])
+    assert listed["need"].tolist() == [2, 1] and listed["candidates"].tolist() == [4, 2]
+    assert hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "random").empty
+
+
+def test_control_table_joins_the_gap_the_average_and_the_imbalance():
+    tests = pd.DataFrame({"score": ["recall", "precision", "recall"], "metric": ["delta_he"] * 3,
+                          "strategy": ["holdout"] * 3, "parameter": [0.5, 0.5, 0.75], "mean": [0.1, 9.0, 0.2],
+                          "ci_low": [0.0, 0.0, 0.1], "ci_high": [0.2, 0.0, 0.3], "p_holm": [0.5, 0.5, 0.01]})
+    avg = pd.DataFrame({"score": ["recall", "recall"], "metric": ["avg"] * 2, "strategy": ["holdout"] * 2,
+                        "parameter": [0.5, 0.75], "mean": [-0.01, -0.02]})
+    imb = pd.DataFrame({"level": [0.5, 0.75], "strategy": ["holdout"] * 2, "parameter": [0.5, 0.75],
+                        "max_ratio": [2.0, 2.5], "moved": [10, 20]})
+    out = hbr.control_table(tests, avg, imb)
+    assert out["Δhe reduction"].tolist() == [0.1, 0.2] and out["avg recall change"].tolist() == [-0.01, -0.02]
+    assert out["moved"].tolist() == [10, 20] and "level" not in out
+
+
 def _confusion_study():
     """A Study with hand confusion matrices: parameter .5, datasets i = 0, 1 (j = 0), strategies none,
     holdout (and random, to be ignored)."""
