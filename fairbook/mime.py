@@ -747,6 +747,7 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
     data's class ratios.
     """
     from . import train as tr
+    from .batched import fit_many
     from .metrics import accuracy
 
     if set(np.unique(splits(0)[0].groups[attr])) - {0, 1}:
@@ -755,20 +756,21 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
     for trial in range(trials):
         trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
         vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
-        for beta in betas:
-            k = int(round(beta * n_train))
-            sub = trn.subset(beta_indices(pools, majority, n_train, beta))
-            test_curve = []
+        X_test = engine_inputs(tst)[0]
+        curves = [[] for _ in betas]
 
-            def track(epoch, model, row, _t=tst, _m=tmask):
-                pred = tr.predict(tr.logits_of(model, engine_inputs(_t)[0])).numpy()
-                test_curve.append((accuracy(_t.y[_m], pred[_m]), accuracy(_t.y[~_m], pred[~_m])))
+        def track(epoch, model, row, curve):
+            pred = tr.predict(tr.logits_of(model, X_test)).numpy()
+            curve.append((accuracy(tst.y[tmask], pred[tmask]), accuracy(tst.y[~tmask], pred[~tmask])))
 
-            res = tr.fit(tr.seeded(make_model, fit_seed), *engine_inputs(sub),
-                         val=engine_inputs(val.subset(vmask)), select="acc", on_epoch_end=track,
-                         seed=fit_seed, **fit_kwargs)
+        # the betas of a trial share the initialisation and the seed: one batched fit of all of them
+        results = fit_many([tr.seeded(make_model, fit_seed) for _ in betas],
+                           [engine_inputs(trn.subset(beta_indices(pools, majority, n_train, b))) for b in betas],
+                           seeds=[fit_seed] * len(betas), val=engine_inputs(val.subset(vmask)), select="acc",
+                           on_epoch_end=[lambda e, m, r, c=c: track(e, m, r, c) for c in curves], **fit_kwargs)
+        for beta, res, test_curve in zip(betas, results, curves):
             major_acc, minor_acc = test_curve[res.best_epoch - 1]
-            rows.append({"trial": trial, "beta": float(beta), "n_minor": k,
+            rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
                          "majority_acc": float(major_acc), "minority_acc": float(minor_acc),
                          "best_epoch": res.best_epoch,
                          "best_test_acc": float(max(m for m, _ in test_curve))})
@@ -787,6 +789,7 @@ def linear_probe_sweep(splits, attr: str, majority: int, betas, n_train: int, tr
     from torch import nn
 
     from . import train as tr
+    from .batched import fit_many
     from .metrics import accuracy
     from .models import penultimate
 
@@ -798,11 +801,11 @@ def linear_probe_sweep(splits, attr: str, majority: int, betas, n_train: int, tr
                           val=engine_inputs(val.subset(vmask)), select="acc", seed=fit_seed, **fit_kwargs).model
         feats = {name: penultimate(backbone, engine_inputs(d)[0])[0] for name, d in (("trn", trn), ("val", val), ("tst", tst))}
         n_classes = len(trn.classes)
-        for beta in betas:
-            idx = beta_indices(pools, majority, n_train, beta)
-            res = tr.fit(tr.seeded(lambda: nn.Linear(feats["trn"].shape[1], n_classes), fit_seed),
-                         feats["trn"][idx], trn.y[idx], val=(feats["val"][vmask], val.y[vmask]), select="acc",
-                         seed=fit_seed, **probe_kwargs)
+        idx = [beta_indices(pools, majority, n_train, beta) for beta in betas]
+        results = fit_many([tr.seeded(lambda: nn.Linear(feats["trn"].shape[1], n_classes), fit_seed) for _ in betas],
+                           [(feats["trn"][i], trn.y[i]) for i in idx], seeds=[fit_seed] * len(betas),
+                           val=(feats["val"][vmask], val.y[vmask]), select="acc", **probe_kwargs)
+        for beta, res in zip(betas, results):
             pred = tr.predict(tr.logits_of(res.model, feats["tst"])).numpy()
             rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
                          "majority_acc": float(accuracy(tst.y[tmask], pred[tmask])),

@@ -1,5 +1,6 @@
 """MIME Section 4 helpers: the real-data beta sweep, Definition 2, projections and Table 1."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -191,22 +192,28 @@ def test_tabular_recipe_is_the_authors_and_cosine_ends_at_one_percent():
 
 
 def test_linear_probe_sweep_keeps_the_backbone_fixed():
+    from fairbook import batched
+
     calls = []
-    orig_fit = train.fit
+    orig_fit, orig_many = train.fit, batched.fit_many
 
     def spy(model, X, y, **kw):
         calls.append(type(model).__name__)
         return orig_fit(model, X, y, **kw)
 
-    train.fit = spy
+    def spy_many(models, datasets, **kw):
+        calls.append((type(models[0]).__name__, len(models)))
+        return orig_many(models, datasets, batched=True, **kw)
+
+    train.fit, batched.fit_many = spy, spy_many
     try:
         df = mime.linear_probe_sweep(splits, "g", 0, [0.0, 0.5, 1.0], n_train=100, trials=2, make_model=make,
                                      fit_kwargs=FIT, probe_kwargs=dict(epochs=5, batch_size=32,
                                                                        optim=train.Optim("adam", lr=1e-2)))
     finally:
-        train.fit = orig_fit
-    # per trial: one backbone (an MLP), then one linear head per beta, nothing else trained
-    assert calls == (["MLP"] + ["Linear"] * 3) * 2
+        train.fit, batched.fit_many = orig_fit, orig_many
+    # per trial: one backbone (an MLP), then one linear head per beta trained as one batch, nothing else
+    assert calls == ["MLP", ("Linear", 3)] * 2
     assert len(df) == 6 and df.majority_acc.between(0, 1).all()
     assert df.set_index(["trial", "beta"]).n_minor.tolist() == [0, 50, 100] * 2
 
@@ -219,3 +226,14 @@ def test_image_recipes_are_the_authors_per_dataset():
     assert utk["optim"] == train.Optim("adamw", lr=6e-4, betas=(0.5, 0.999), weight_decay=0.05)
     with pytest.raises(ValueError, match="image_fit_kwargs: dataset got 'adult'"):
         mime.image_fit_kwargs("adult")
+
+
+def test_beta_sweep_batched_equals_the_betas_fitted_one_by_one(monkeypatch):
+    from fairbook import batched
+
+    kw = dict(n_train=100, trials=2, make_model=make, fit_kwargs={**FIT, **mime.tabular_recipe(), "epochs": 4})
+    together = mime.beta_sweep(splits, "g", 0, [0.0, 0.3, 0.7, 1.0], **kw)
+    orig = batched.fit_many
+    monkeypatch.setattr(batched, "fit_many", lambda *a, **k: orig(*a, **{**k, "batched": False}))
+    apart = mime.beta_sweep(splits, "g", 0, [0.0, 0.3, 0.7, 1.0], **kw)
+    pd.testing.assert_frame_equal(together, apart, atol=1e-6, rtol=0)
