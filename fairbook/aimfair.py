@@ -1197,6 +1197,13 @@ def check_parameters(values: dict) -> None:
                 share = "a share of the parameter tensors in (0, 1] (0 selects none)"
                 bad(name, f"every entry must be {share}; {f!r} is not" if many else f"must be {share}")
     dataset, model = values.get("dataset"), values.get("model")
+    if dataset not in _FACE_DATASETS and "context_counts" in values and "context_bins" in values:
+        n_contexts = int(np.prod(values["context_bins"]))
+        over = [c for c in values["context_counts"] if not 1 <= c <= n_contexts]
+        if over:
+            bad("context_counts", f"every count must be between 1 and the generator's "
+                f"{n_contexts} contexts (the product of context_bins {list(values['context_bins'])}); "
+                f"{over} are not")
     if dataset in _FACE_DATASETS:
         if model in _SMALL_MODELS:
             bad("model", f"{model} is a network for the 28x28 datasets (" + ", ".join(_SMALL_DATASETS)

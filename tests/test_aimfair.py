@@ -897,6 +897,10 @@ def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp
             A.check_parameters(_celeba(tmp_path, **kw))
     # a random-init ResNet-18 and no Stable Diffusion images are fine off CelebA
     A.check_parameters(_values(model="resnet18", weights=""))
+    # Table 5's context counts must exist among the generator's contexts (no silent skip)
+    with pytest.raises(ParameterError, match=r"'context_counts'.*between 1 and the generator's 4 contexts.*\[25\]"):
+        A.check_parameters(_values(context_bins=[2, 2], context_counts=[1, 4, 25]))
+    A.check_parameters(_values(context_bins=[5, 5], context_counts=[1, 4, 25]))
 
 
 def test_runner_rejects_the_paper_profile_without_its_files_before_running():

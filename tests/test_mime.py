@@ -721,7 +721,8 @@ def test_mime_curve_structure_and_accuracies():
     betas = [0, 0.25, 1]
     c = mime_curve(major, minor, n_train=8, betas=betas, trials=6, eta=0.5, epochs=2, d0=0.3,
                    rng=np.random.default_rng(31))
-    assert list(c.columns) == ["beta", "trial", "threshold", "majority_acc", "minority_acc"]
+    assert list(c.columns) == ["beta", "trial", "threshold", "majority_acc", "minority_acc", "d0"]
+    assert (c.d0 == 0.3).all()
     assert len(c) == len(betas) * 6
     assert sorted(c.beta.unique()) == [0.0, 0.25, 1.0]
     assert all((c.beta == b).sum() == 6 for b in betas)
@@ -842,7 +843,11 @@ def test_existence_map_tiny_grid():
                        rng=np.random.default_rng(41))
     assert list(em.columns) == ["separation", "gap", "overlap_ratio", "delta", "theorem3", "theorem1_2",
                                 "push_advantage", "push_mime", "curve_gain_pp", "curve_p_value",
-                                "curve_beta_star", "curve_mime"]
+                                "curve_beta_star", "curve_p_holm", "curve_mime"]
+    # a cell counts as an end-to-end gain only after Holm over the map's cells
+    from fairbook.claims import holm
+    np.testing.assert_allclose(em.curve_p_holm, holm(em.curve_p_value.fillna(1.0)))
+    assert (em.curve_mime == ((em.curve_p_holm < 0.05) & (em.curve_gain_pp > 0))).all()
     assert len(em) == 4
     assert sorted(zip(em.separation, em.gap)) == [(0.5, 0.0), (0.5, 0.3), (1.5, 0.0), (1.5, 0.3)]
     O_major = Phi(-1 / 0.6)
@@ -911,3 +916,25 @@ def test_symmetric_starts_and_threshold_decomposition():
     assert t.loc[0.0, "sd"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
     assert t.loc[0.0, "rmse"] == pytest.approx(np.sqrt((0.01 + 0.09) / 2))
     assert t.loc[1.0, "majority_acc"] == pytest.approx(0.925)
+
+
+def test_gain_by_start_hand_computed_and_needs_starts():
+    from fairbook.mime import gain_by_start
+    d_star = MAJOR.ideal_threshold()
+    # four trials: starts at offsets -2, -1, 1, 2; gains (beta 1 - beta 0) 4, 2, 2, 4 pp
+    rows = []
+    for t, (off, gain) in enumerate(((-2, 4), (-1, 2), (1, 2), (2, 4))):
+        rows += [{"beta": 0.0, "trial": t, "majority_acc": 0.5, "d0": d_star + off},
+                 {"beta": 1.0, "trial": t, "majority_acc": 0.5 + gain / 100, "d0": d_star + off}]
+    out = gain_by_start(pd.DataFrame(rows), MAJOR, bins=2)
+    np.testing.assert_allclose(out.offset, [-1.5, 1.5])
+    np.testing.assert_allclose(out.gain_pp, [3.0, 3.0])
+    np.testing.assert_allclose(out.se_pp, [1.0, 1.0])
+    assert (out.ci_low < 3).all() and (out.ci_high > 3).all() and list(out.n) == [2, 2]
+    erm = mime_curve(MAJOR, MAJOR, n_train=10, betas=[0, 1], trials=4, eta=0.5, epochs=2, d0=0.0,
+                     rng=np.random.default_rng(0), learner="erm")
+    with pytest.raises(ValueError, match="starts"):
+        gain_by_start(erm, MAJOR)
+    per = mime_curve(MAJOR, MAJOR, n_train=10, betas=[0, 1], trials=4, eta=0.5, epochs=2,
+                     d0=np.array([0.1, 0.2, 0.3, 0.4]), rng=np.random.default_rng(0))
+    np.testing.assert_allclose(per[per.beta == 1].d0, [0.1, 0.2, 0.3, 0.4])

@@ -226,6 +226,10 @@ def test_real_sweep_claims_null_effect_and_power_note():
     assert table.loc["mime_real_adult", "n"] == 3
     text = real_verdicts(table.reset_index())
     assert text.startswith("adult: ") and "; compas: " in text and "3 held-out trials" in text
+    # the best-beta rows are described as what they are, not as a second held-out gain
+    assert "maxgain" not in text and text.count("held-out trials") == 2 and "over all 6 trials" in text
+    both = pd.concat([table.reset_index(), probes.reset_index()])
+    assert "linear probe on frozen features" in real_verdicts(both).split("; compas")[0]
 
 
 def test_interior_vs_end_point_hand_computed():

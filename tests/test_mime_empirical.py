@@ -237,3 +237,22 @@ def test_beta_sweep_batched_equals_the_betas_fitted_one_by_one(monkeypatch):
     monkeypatch.setattr(batched, "fit_many", lambda *a, **k: orig(*a, **{**k, "batched": False}))
     apart = mime.beta_sweep(splits, "g", 0, [0.0, 0.3, 0.7, 1.0], **kw)
     pd.testing.assert_frame_equal(together, apart, atol=1e-6, rtol=0)
+
+
+def test_beta_sweep_starts_every_beta_of_a_trial_from_one_initialisation(monkeypatch):
+    from fairbook import batched
+
+    starts = []
+    orig = batched.fit_many
+
+    def spy(models, datasets, **kw):
+        starts.append([{n: t.clone() for n, t in m.state_dict().items()} for m in models])
+        return orig(models, datasets, **kw)
+
+    monkeypatch.setattr(batched, "fit_many", spy)
+    mime.beta_sweep(splits, "g", 0, [0.0, 0.5, 1.0], n_train=100, trials=2, make_model=make, fit_kwargs=FIT)
+    assert len(starts) == 2 and all(len(s) == 3 for s in starts)
+    for trial in starts:
+        for other in trial[1:]:
+            assert all(torch.equal(other[n], trial[0][n]) for n in trial[0])
+    assert not torch.equal(starts[0][0]["head.weight"], starts[1][0]["head.weight"])  # trials differ
