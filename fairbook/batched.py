@@ -180,20 +180,19 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
     allowed), called as ``fit`` calls them with model k's own batch, ids and module.
 
     ``batched``: ``"auto"`` batches when the models and data allow it and otherwise trains the
-    models one after another with :func:`~fairbook.train.fit` (``Dataset`` inputs, dropout);
+    models one after another with :func:`~fairbook.train.fit` (one model, ``Dataset`` inputs, dropout);
     ``True`` insists (an error names what prevents it); ``False`` always trains them one by one."""
     K = len(models)
     if batched not in ("auto", True, False):
         raise ValueError(f"batched must be 'auto', True or False, got {batched!r}")
     if len(datasets) != K or len(seeds) != K:
         raise ValueError(f"fit_many got {K} models, {len(datasets)} datasets and {len(seeds)} seeds")
-    if batched != "auto" or not _batchable(models, datasets):
-        if batched is not True:
-            return _one_by_one(models, datasets, seeds, val, on_logits, on_epoch_end, dict(
-                epochs=epochs, batch_size=batch_size, optim=optim, schedule=schedule, loss=loss,
-                val_metrics=val_metrics, val_context=val_context, select=select, mode=mode,
-                steps_per_epoch=steps_per_epoch, augment=augment, class_weight=class_weight,
-                device=device, desc=desc))
+    if batched is False or (batched == "auto" and (K == 1 or not _batchable(models, datasets))):
+        return _one_by_one(models, datasets, seeds, val, on_logits, on_epoch_end, dict(
+            epochs=epochs, batch_size=batch_size, optim=optim, schedule=schedule, loss=loss,
+            val_metrics=val_metrics, val_context=val_context, select=select, mode=mode,
+            steps_per_epoch=steps_per_epoch, augment=augment, class_weight=class_weight,
+            device=device, desc=desc))
     _check_models(models)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")

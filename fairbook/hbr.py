@@ -371,15 +371,24 @@ class Recipe:
 
     def fit(self, X, y, seed: int, n_classes: int, on_logits: Callable | None = None,
             class_weight=None) -> torch.nn.Module:
-        model = train.seeded(lambda: self.build(X.shape[1:], n_classes), seed)
+        return self.fit_many([(X, y)], [seed], n_classes, on_logits=[on_logits], class_weight=class_weight)[0]
+
+    def fit_many(self, datasets, seeds: Sequence[int], n_classes: int, on_logits=None,
+                 class_weight=None) -> list[torch.nn.Module]:
+        """One model per ``(X, y)`` of ``datasets`` and seed, trained together
+        (:func:`fairbook.batched.fit_many`: equal to separate fits; one after another where the
+        models cannot be batched)."""
+        from .batched import fit_many
+
+        shape = tuple(datasets[0][0].shape[1:])
+        models_ = [train.seeded(lambda: self.build(shape, n_classes), s) for s in seeds]
         sched = (train.Schedule("multistep", self.milestones, self.gamma) if self.milestones
                  else train.Schedule())
-        return train.fit(model, X, y, epochs=self.epochs, batch_size=self.batch_size,
-                         optim=train.Optim(self.optimizer, self.lr, self.momentum, self.nesterov,
-                                           self.weight_decay),
-                         schedule=sched, select=None, seed=seed, on_logits=on_logits,
-                         class_weight=class_weight, augment=train.random_crop_flip if self.augment else None,
-                         device=self.device, desc="hbr").model
+        return [r.model for r in fit_many(
+            models_, datasets, seeds=list(seeds), epochs=self.epochs, batch_size=self.batch_size,
+            optim=train.Optim(self.optimizer, self.lr, self.momentum, self.nesterov, self.weight_decay),
+            schedule=sched, select=None, on_logits=on_logits, class_weight=class_weight,
+            augment=train.random_crop_flip if self.augment else None, device=self.device, desc="hbr")]
 
 
 @dataclass
@@ -393,12 +402,9 @@ class Ensemble:
 
 def train_ensemble(recipe: Recipe, X, y, seeds: Sequence[int], n_classes: int) -> Ensemble:
     """Train one model per seed on ``(X, y)`` and average their AUMs (appendix A: ten models)."""
-    nets, aums = [], []
-    for s in seeds:
-        tracker = AUMTracker(len(y))
-        nets.append(recipe.fit(X, y, s, n_classes, on_logits=tracker))
-        aums.append(tracker.values)
-    aums = np.array(aums)
+    trackers = [AUMTracker(len(y)) for _ in seeds]
+    nets = recipe.fit_many([(X, y)] * len(seeds), seeds, n_classes, on_logits=trackers)
+    aums = np.array([t.values for t in trackers])
     return Ensemble(nets, aums.mean(0), aums)
 
 
@@ -420,8 +426,9 @@ def pair_logits(recipe: Recipe, datasets, test_X, n_models: int, n_classes: int,
     and return their test logits, keyed by (i, j)."""
     out = {}
     for i, (X, y) in enumerate(datasets):
-        for j in range(n_models):
-            model = recipe.fit(X, y, stats.hbr_model_seed(i, j), n_classes, class_weight=class_weight)
+        models_ = recipe.fit_many([(X, y)] * n_models, [stats.hbr_model_seed(i, j) for j in range(n_models)],
+                                  n_classes, class_weight=class_weight)
+        for j, model in enumerate(models_):
             out[i, j] = train.logits_of(model, test_X)
             if progress is not None:
                 progress()

@@ -394,6 +394,21 @@ def test_train_ensemble_averages_aum():
     assert len(ens.models) == 2 and ens.aum_per_model.shape == (2, 60)
     assert np.isfinite(ens.aum).all() and not np.allclose(ens.aum_per_model[0], ens.aum_per_model[1])
     np.testing.assert_allclose(ens.aum, ens.aum_per_model.mean(0))
+    # the ensemble is trained as one batched model; each member equals its own separate fit
+    for s, aum_s in zip((0, 1), ens.aum_per_model):
+        tracker = hbr.AUMTracker(60)
+        recipe.fit(X, y, s, 3, on_logits=tracker)
+        np.testing.assert_allclose(aum_s, tracker.values, atol=1e-5)
+
+
+def test_pair_logits_equal_the_pairs_fitted_one_by_one():
+    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=16, device="cpu", milestones=(1,))
+    sets = [_images(50, seed=1), _images(41, seed=2)]
+    test_X = _images(20, seed=3)[0]
+    got = hbr.pair_logits(recipe, sets, test_X, n_models=2, n_classes=3)
+    for (i, j), logits in got.items():
+        ref = recipe.fit(*sets[i], stats.hbr_model_seed(i, j), 3)
+        torch.testing.assert_close(logits, train.logits_of(ref, test_X), atol=1e-5, rtol=1e-4)
 
 
 # --- chapter plumbing ----------------------------------------------------------------------------------
