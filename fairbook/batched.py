@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from .io import progress_enabled
 from . import train
-from .train import FitResult, Optim, Schedule, _as_tensor, _loss_fn, _shuffle_order, predict, resolve_device
+from .train import FitResult, Optim, Schedule, _as_tensor, _class_weight, _loss_fn, _shuffle_order, predict, resolve_device
 
 
 def _per_model(value, K: int, name: str) -> list:
@@ -223,12 +223,7 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
     offsets = [0] * K if same else np.cumsum([0] + ns[:-1]).tolist()
     X_all, y_all = X_all.to(device), y_all.to(device)
 
-    if class_weight is not None:
-        if loss != "ce":
-            raise ValueError(f"class_weight needs loss='ce', got loss={loss!r}")
-        class_weight = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
-        if class_weight.ndim != 1 or not bool((class_weight > 0).all()):
-            raise ValueError(f"class_weight must be a vector of positive weights, got {class_weight.tolist()}")
+    class_weight = _class_weight(class_weight, loss, device)
     lrs = _lrs(optim, schedule, epochs)
 
     for m in models:

@@ -132,6 +132,18 @@ def _loss_fn(loss: str, class_weight=None):
     raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
 
 
+def _class_weight(class_weight, loss: str, device) -> torch.Tensor | None:
+    """``class_weight`` as a tensor on ``device``, checked: one positive weight per class, CE only."""
+    if class_weight is None:
+        return None
+    if loss != "ce":
+        raise ValueError(f"class_weight needs loss='ce', got loss={loss!r}")
+    w = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
+    if w.ndim != 1 or not bool((w > 0).all()):
+        raise ValueError(f"class_weight must be a vector of positive weights, got {w.tolist()}")
+    return w
+
+
 def predict(logits: torch.Tensor) -> torch.Tensor:
     """Class predictions: argmax, or ``logit > 0`` for a single-logit (BCE) model."""
     return (logits.squeeze(-1) > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
@@ -312,12 +324,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     masks = {names[n]: m.to(device) for n, m in (grad_masks or {}).items()}
     opt = optim.build([p for p in model.parameters() if p.requires_grad])
     sched = schedule.build(opt, epochs)
-    if class_weight is not None:
-        if loss != "ce":
-            raise ValueError(f"class_weight needs loss='ce', got loss={loss!r}")
-        class_weight = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
-        if class_weight.ndim != 1 or not bool((class_weight > 0).all()):
-            raise ValueError(f"class_weight must be a vector of positive weights, got {class_weight.tolist()}")
+    class_weight = _class_weight(class_weight, loss, device)
     criterion = _loss_fn(loss, class_weight)
 
     steps = steps_per_epoch or math.ceil(n_data / batch_size)

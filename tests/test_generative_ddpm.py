@@ -226,3 +226,32 @@ def test_cached_pool_is_written_once_and_reused(cache):
     # a generator that is not cached samples without writing anything
     gen.cache_path = None
     assert np.array_equal(ddpm.cached_pool(gen, 2, steps=2, seed=4, conditions=[2, 0])[0], imgs)
+
+
+def test_dpm_solver_and_bf16_sampling():
+    X, c = data(size=8)
+    m = ddpm.train_ddpm(X, c, 3, TINY)
+    conds = [0, 1, 2, 2, 1]
+    dpm = ddpm.sample(m, conds, steps=3, seed=5, sampler="dpm++", guidance=1.5)
+    assert dpm.shape == (5, 8, 8, 1) and dpm.dtype == np.uint8
+    # per image, not per batch, also for the multistep solver (a fresh scheduler per batch)
+    assert np.array_equal(dpm, ddpm.sample(m, conds, steps=3, seed=5, sampler="dpm++", guidance=1.5, batch_size=2))
+    assert not np.array_equal(dpm, ddpm.sample(m, conds, steps=3, seed=5, guidance=1.5))   # ddim differs
+    # bf16 autocast: the same images up to the UNet's bf16 rounding
+    fp32 = ddpm.sample(m, conds, steps=3, seed=5).astype(float)
+    bf16 = ddpm.sample(m, conds, steps=3, seed=5, precision="bf16").astype(float)
+    assert np.abs(fp32 - bf16).mean() < 6 and not np.array_equal(fp32, bf16)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        ddpm.sample(m, conds, sampler="euler")
+    with pytest.raises(ValueError, match="precision one of"):
+        ddpm.sample(m, conds, precision="fp16")
+
+
+def test_cached_pool_keys_on_sampler_and_precision(cache):
+    X, c = data()
+    gen = ddpm.cached_generator("toy", "train", X, c, 3, TINY)
+    a, _ = ddpm.cached_pool(gen, 2, steps=4, seed=4, conditions=[1])
+    b, _ = ddpm.cached_pool(gen, 2, steps=4, seed=4, conditions=[1], sampler="dpm++")
+    ddpm.cached_pool(gen, 2, steps=4, seed=4, conditions=[1], precision="bf16")
+    assert len(list((gen.cache_path / "pools").glob("*.npz"))) == 3 and not np.array_equal(a, b)
+    assert np.array_equal(b, ddpm.sample(gen, [1, 1], steps=4, seed=4, sampler="dpm++"))

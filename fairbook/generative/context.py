@@ -443,8 +443,8 @@ def _condition_seed(seed: int, cond: int) -> int:
 
 
 def sample_cells(gen: ContextualGenerator, counts_per_cell, *, mode: str = "contextual",
-                 steps: int = 50, guidance: float = 1.0, seed: int = 0,
-                 log=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 steps: int = 50, guidance: float = 1.0, seed: int = 0, log=None, sampler: str = "ddim",
+                 precision: str = "fp32") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic set with ``counts_per_cell`` images of each (target, group) cell (AIM-Fair's
     balanced synthetic data), from plain or contextual conditions (the two kinds of prompt of Tab. 5).
 
@@ -456,7 +456,8 @@ def sample_cells(gen: ContextualGenerator, counts_per_cell, *, mode: str = "cont
     mode : ``"plain"`` -- every image from its cell's no-context condition; ``"contextual"`` -- each
         cell's ``n`` images spread uniformly over the contexts (``n // K`` each, the first
         ``n % K`` contexts one more), deterministic.
-    steps, guidance : DDIM steps and classifier-free guidance (:func:`.ddpm.sample`).
+    steps, guidance, sampler, precision : sampling steps, classifier-free guidance, the scheduler
+        and the UNet's precision (:func:`.ddpm.sample`).
     seed : images of condition ``c`` use the seed derived from ``(seed, c)``, so a larger request
         extends a smaller one and plain and contextual images never share noise. Pools are kept next
         to a cached generator (:func:`.ddpm.cached_pool`, one per condition) and reused.
@@ -482,8 +483,9 @@ def sample_cells(gen: ContextualGenerator, counts_per_cell, *, mode: str = "cont
             if m == 0:
                 continue
             cond = int(encode_condition(cell, k, K))
-            imgs, _ = cached_pool(gen.model, m, steps=steps, guidance=guidance,
-                                  seed=_condition_seed(seed, cond), conditions=[cond], log=log)
+            imgs, _ = cached_pool(gen.model, m, steps=steps, guidance=guidance, sampler=sampler,
+                                  precision=precision, seed=_condition_seed(seed, cond), conditions=[cond],
+                                  log=log)
             images.append(imgs)
             ys.append(np.full(m, cell // gen.n_groups))
             ss.append(np.full(m, cell % gen.n_groups))

@@ -235,26 +235,47 @@ def _unfold(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x if patch == 1 else torch.nn.functional.pixel_shuffle(x, patch)
 
 
+SAMPLERS = ("ddim", "dpm++")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _sampler(model: ConditionalDDPM, sampler: str, steps: int):
+    """A fresh scheduler set to ``steps``: DDIM or DPM-Solver++ (2M, Lu et al. 2022), both with
+    "trailing" timestep spacing."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if sampler == "ddim":
+        # "trailing" spacing starts at the last training timestep (pure noise) instead of
+        # 1000 - 1000/steps; measurably better samples at 20 steps (Lin et al. 2024)
+        sch = DDIMScheduler.from_config(model.scheduler.config, timestep_spacing="trailing")
+    else:
+        sch = DPMSolverMultistepScheduler.from_config(model.scheduler.config, algorithm_type="dpmsolver++",
+                                                      solver_order=2, timestep_spacing="trailing",
+                                                      final_sigmas_type="zero")
+    sch.set_timesteps(steps)
+    return sch
+
+
 @torch.no_grad()
 def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0, seed: int = 0,
-           batch_size: int = 256, device="auto") -> np.ndarray:
-    """DDIM samples for each entry of ``cond``; returns uint8 images (N, H, W, C) (EDM layout).
+           batch_size: int = 256, device="auto", sampler: str = "ddim", precision: str = "fp32") -> np.ndarray:
+    """Samples for each entry of ``cond`` with ``sampler`` (``ddim`` or ``dpm++``, DPM-Solver++ 2M:
+    as good in fewer steps); returns uint8 images (N, H, W, C) (EDM layout). ``precision="bf16"``
+    runs the UNet under bfloat16 autocast (the scheduler's arithmetic stays fp32): about twice as
+    fast on a CPU with bf16 matrix units, and on a GPU.
 
     Image ``i`` depends only on ``(seed, i)`` and ``cond[i]``, not on the batch it is drawn in.
     """
-    from diffusers import DDIMScheduler
-
     if steps < 1 or guidance < 0:
         raise ValueError(f"steps must be >= 1 and guidance >= 0, got {steps}, {guidance}")
+    if sampler not in SAMPLERS or precision not in PRECISIONS:
+        raise ValueError(f"sampler must be one of {SAMPLERS} and precision one of {PRECISIONS}, "
+                         f"got {sampler!r}, {precision!r}")
     cond = torch.as_tensor(np.asarray(cond), dtype=torch.long)
     if len(cond) and (cond.min() < 0 or cond.max() >= model.n_conditions):
         raise ValueError(f"conditions must lie in [0, {model.n_conditions - 1}]")
     device = resolve_device(device)
     unet = model.unet.to(device).eval()
-    # "trailing" spacing starts at the last training timestep (pure noise) instead of 1000 - 1000/steps;
-    # measurably better samples at 20 steps (Lin et al. 2024, "Common diffusion noise schedules ...")
-    ddim = DDIMScheduler.from_config(model.scheduler.config, timestep_spacing="trailing")
-    ddim.set_timesteps(steps)
     c, h, w = model.image_shape
     patch = model.config.patch
     size = unet.config.sample_size * patch
@@ -265,17 +286,22 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
             int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:8], 16)))
             for i in range(lo, lo + len(cb))]).to(device)
         x = noise
-        for t in ddim.timesteps:
+        sch = _sampler(model, sampler, steps)  # fresh per batch: DPM-Solver++ keeps earlier outputs
+        for t in sch.timesteps:
             tt = torch.full((len(cb),), int(t), device=device, dtype=torch.long)
             xf = _fold(x, patch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                if guidance == 1.0:
+                    out_t = unet(xf, tt, class_labels=cb).sample
+                else:
+                    both = unet(torch.cat([xf, xf]), torch.cat([tt, tt]),
+                                class_labels=torch.cat([cb, torch.full_like(cb, model.null_condition)])).sample
             if guidance == 1.0:
-                out_t = unet(xf, tt, class_labels=cb).sample
+                out_t = out_t.float()
             else:
-                both = unet(torch.cat([xf, xf]), torch.cat([tt, tt]),
-                            class_labels=torch.cat([cb, torch.full_like(cb, model.null_condition)])).sample
-                out_c, out_u = both.chunk(2)
+                out_c, out_u = both.float().chunk(2)
                 out_t = out_u + guidance * (out_c - out_u)
-            x = ddim.step(_unfold(out_t, patch), t, x).prev_sample
+            x = sch.step(_unfold(out_t, patch), t, x).prev_sample
         ph, pw = size - h, size - w
         x = x[:, :, ph // 2: ph // 2 + h, pw // 2: pw // 2 + w]
         out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
@@ -348,32 +374,37 @@ def write_pool(path: str | os.PathLike, images: np.ndarray, labels, seeds=None, 
 
 
 def make_pool(model: ConditionalDDPM, n_per_condition: int, path: str | os.PathLike, steps: int = 50,
-              guidance: float = 1.0, seed: int = 0, conditions=None) -> Path:
+              guidance: float = 1.0, seed: int = 0, conditions=None, sampler: str = "ddim",
+              precision: str = "fp32") -> Path:
     """Sample ``n_per_condition`` images of each condition (all by default) and write the pool; image
     ``i`` has seed ``(seed, i)`` (see :func:`sample`), recorded in the pool's ``seed`` array."""
     conds = np.arange(model.n_conditions) if conditions is None else np.asarray(conditions)
     labels = np.repeat(conds, n_per_condition)
-    images = sample(model, labels, steps=steps, guidance=guidance, seed=seed)
+    images = sample(model, labels, steps=steps, guidance=guidance, seed=seed, sampler=sampler, precision=precision)
     return write_pool(path, images, labels, seeds=np.full(len(labels), seed), index=np.arange(len(labels)),
-                      steps=steps, guidance=guidance)
+                      steps=steps, guidance=guidance, sampler=sampler, precision=precision)
 
 
 def cached_pool(model: ConditionalDDPM, n_per_condition: int, steps: int = 50, guidance: float = 1.0,
-                seed: int = 0, conditions=None, log=None) -> tuple[np.ndarray, np.ndarray]:
+                seed: int = 0, conditions=None, log=None, sampler: str = "ddim",
+                precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """:func:`make_pool` kept next to a cached generator (``<generator>/pools/<key>.npz``) and
     reused when the same pool is asked for again; without a cache path the pool is only sampled."""
     conds = np.arange(model.n_conditions) if conditions is None else np.asarray(conditions)
+    how = dict(steps=steps, guidance=guidance, seed=seed, sampler=sampler, precision=precision)
     if model.cache_path is None:
         labels = np.repeat(conds, n_per_condition)
-        return sample(model, labels, steps=steps, guidance=guidance, seed=seed), labels
-    key = hashlib.sha256(json.dumps([SAMPLER_VERSION, int(n_per_condition), int(steps), float(guidance),
-                                     int(seed), conds.tolist()]).encode()).hexdigest()[:16]
+        return sample(model, labels, **how), labels
+    spec = [SAMPLER_VERSION, int(n_per_condition), int(steps), float(guidance), int(seed), conds.tolist()]
+    if (sampler, precision) != ("ddim", "fp32"):  # keys of the DDIM fp32 pools kept as they were
+        spec += [sampler, precision]
+    key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
     path = model.cache_path / "pools" / f"{key}.npz"
     if path.is_file():
         if log:
             log(f"sample pool cache hit: {path}")
     else:
-        make_pool(model, n_per_condition, path, steps=steps, guidance=guidance, seed=seed, conditions=conds)
+        make_pool(model, n_per_condition, path, conditions=conds, **how)
         if log:
             log(f"sample pool written: {path}")
     return read_pool(path)
