@@ -50,7 +50,7 @@ def warm_generator() -> float:
     full = data.load(v["dataset"], "train")
     D = full.subset(hbr.per_class_subset(full.y, v["n_per_class"], v["seed"]))
     t = time.perf_counter()
-    hbr.generated_pool(v["dataset"], D.X, D.y, 10, [0], 1, v["seed"], v["ddpm_steps"], v["ddim_steps"],
+    hbr.generated_pool(v["dataset"], D.X, D.y, 10, [0], 1, v["seed"], v["ddpm_steps"], v["sample_steps"],
                        v["guidance"])
     return time.perf_counter() - t
 

@@ -755,7 +755,7 @@ def input_files(values: dict) -> dict:
 
 
 def generated_pool(dataset: str, X, y, n_classes: int, classes: Sequence[int], n_per_class: int, seed: int,
-                   ddpm_steps: int, ddim_steps: int, guidance: float, log=None, sampler: str = "ddim",
+                   ddpm_steps: int, sample_steps: int, guidance: float, log=None, sampler: str = "ddim",
                    precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """The chapter's stand-in for the EDM images: a class-conditional DDPM trained on D itself and
     ``n_per_class`` samples of each of ``classes`` — both cached (``fairbook.generative.ddpm``).
@@ -764,7 +764,7 @@ def generated_pool(dataset: str, X, y, n_classes: int, classes: Sequence[int], n
 
     gen = ddpm.cached_generator(dataset, f"hbr-D{len(y)}", X, y, n_classes,
                                 ddpm.DDPMConfig(steps=ddpm_steps, seed=seed), log=log)
-    return ddpm.cached_pool(gen, n_per_class, steps=ddim_steps, guidance=guidance, seed=seed,
+    return ddpm.cached_pool(gen, n_per_class, steps=sample_steps, guidance=guidance, seed=seed,
                             sampler=sampler, precision=precision,
                             conditions=list(classes), log=log)
 

@@ -255,3 +255,13 @@ def test_cached_pool_keys_on_sampler_and_precision(cache):
     ddpm.cached_pool(gen, 2, steps=4, seed=4, conditions=[1], precision="bf16")
     assert len(list((gen.cache_path / "pools").glob("*.npz"))) == 3 and not np.array_equal(a, b)
     assert np.array_equal(b, ddpm.sample(gen, [1, 1], steps=4, seed=4, sampler="dpm++"))
+
+
+def test_auto_precision_follows_the_device(monkeypatch):
+    assert ddpm.resolve_precision("fp32") == "fp32" and ddpm.resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert ddpm.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert ddpm.resolve_precision("auto", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ddpm.resolve_precision("half")

@@ -499,10 +499,10 @@ def test_generated_pool_trains_once_and_samples_the_asked_classes(tmp_path, monk
     X, y = _images(24, n_classes=3)
     X = (X - X.min()) / (X.max() - X.min())
     logs = []
-    imgs, labels = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, ddim_steps=2, guidance=1.0,
+    imgs, labels = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2, guidance=1.0,
                                       log=logs.append)
     assert imgs.shape == (6, 4, 4, 1) and imgs.dtype == np.uint8 and labels.tolist() == [2, 2, 2, 0, 0, 0]
-    again = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, ddim_steps=2, guidance=1.0,
+    again = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2, guidance=1.0,
                                log=logs.append)
     assert np.array_equal(imgs, again[0]) and sum("cache hit" in m for m in logs) == 2
 

@@ -236,7 +236,20 @@ def _unfold(x: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 SAMPLERS = ("ddim", "dpm++")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def resolve_precision(precision: str, device="auto") -> str:
+    """``"auto"``: ``bf16`` where the device computes bfloat16 natively (a CUDA GPU that supports it,
+    a CPU with AVX512-BF16 or AMX as oneDNN reports), else ``fp32``; other values as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 def _sampler(model: ConditionalDDPM, sampler: str, steps: int):
@@ -262,7 +275,8 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
     """Samples for each entry of ``cond`` with ``sampler`` (``ddim`` or ``dpm++``, DPM-Solver++ 2M:
     as good in fewer steps); returns uint8 images (N, H, W, C) (EDM layout). ``precision="bf16"``
     runs the UNet under bfloat16 autocast (the scheduler's arithmetic stays fp32): about twice as
-    fast on a CPU with bf16 matrix units, and on a GPU.
+    fast on a CPU with bf16 instructions, and on a GPU; ``"auto"`` picks it where the device has them
+    (:func:`resolve_precision`).
 
     Image ``i`` depends only on ``(seed, i)`` and ``cond[i]``, not on the batch it is drawn in.
     """
@@ -271,6 +285,7 @@ def sample(model: ConditionalDDPM, cond, steps: int = 50, guidance: float = 1.0,
     if sampler not in SAMPLERS or precision not in PRECISIONS:
         raise ValueError(f"sampler must be one of {SAMPLERS} and precision one of {PRECISIONS}, "
                          f"got {sampler!r}, {precision!r}")
+    precision = resolve_precision(precision, device)
     cond = torch.as_tensor(np.asarray(cond), dtype=torch.long)
     if len(cond) and (cond.min() < 0 or cond.max() >= model.n_conditions):
         raise ValueError(f"conditions must lie in [0, {model.n_conditions - 1}]")
@@ -391,6 +406,7 @@ def cached_pool(model: ConditionalDDPM, n_per_condition: int, steps: int = 50, g
     """:func:`make_pool` kept next to a cached generator (``<generator>/pools/<key>.npz``) and
     reused when the same pool is asked for again; without a cache path the pool is only sampled."""
     conds = np.arange(model.n_conditions) if conditions is None else np.asarray(conditions)
+    precision = resolve_precision(precision, next(model.unet.parameters()).device)
     how = dict(steps=steps, guidance=guidance, seed=seed, sampler=sampler, precision=precision)
     if model.cache_path is None:
         labels = np.repeat(conds, n_per_condition)
