@@ -205,6 +205,11 @@ class FakeRecipe:
                            "on_logits": on_logits, "model": model})
         return model
 
+    def fit_many(self, datasets, seeds, n_classes, on_logits=None, class_weight=None):
+        hooks = on_logits or [None] * len(seeds)
+        return [self.fit(X, y, s, n_classes, on_logits=h, class_weight=class_weight)
+                for (X, y), s, h in zip(datasets, seeds, hooks)]
+
 
 def test_case_study_1_pairs_every_variant_on_the_pruned_subset(restore_torch_rng):
     """case_study_1 with a recording recipe: for each dataset i the base models train on X[kept_i]; every
