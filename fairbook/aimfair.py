@@ -61,7 +61,7 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "finetune", "bn_recalibration", "random_like", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
-    "take", "join", "context_cell_size", "context_rows", "subsample", "celeba_setting",
+    "take", "join", "context_cell_size", "context_rows", "draw_cells", "subsample", "celeba_setting",
     "utkface_setting", "synthetic_table", "check_parameters",
     "input_files",
 ]
@@ -1270,6 +1270,14 @@ def colored_setting(dataset: str, root, n_real: int, ratios: Sequence[float], se
             "val": arrays(_data.load(dataset, "val", root=root, seed=seed, bias=0.5)),
             "test": arrays(_data.load(dataset, "test", root=root, seed=seed, bias=0.5)),
             "generator_pool": gen_half, "names": (D_R.classes, D_R.group_names["color"])}
+
+
+def draw_cells(X, y, s, ratios: Sequence[float], n: int, rng: np.random.Generator):
+    """``n`` rows of a pool with the (y, s) cell shares ``ratios`` (:func:`cell_counts`), drawn
+    without repeats cell by cell (:func:`cell_rows`, in cell order): S1 and S2 from the synthetic
+    pool. Returns ``(X, y, s)``."""
+    idx = cell_rows(y, s, cell_counts(n, ratios), rng)
+    return take(X, idx), y[idx], s[idx]
 
 
 def subsample(X, y, s, n: int, rng: np.random.Generator, ratios: Sequence[float] | None = None):

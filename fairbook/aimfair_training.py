@@ -11,11 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from torch import nn
 
 from . import aimfair, models, robust, train
 
-__all__ = ["NETWORKS", "network", "Recipe", "condition_judge"]
+__all__ = ["NETWORKS", "network", "Recipe", "Runs", "lr_search", "condition_judge"]
 
 NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
 
@@ -113,6 +114,66 @@ class Recipe:
         (:func:`fairbook.robust.upweight`)."""
         idx = robust.upweight(error_set, lam)
         return self.train_from_scratch(aimfair.take(X, idx), np.asarray(y)[idx], seed)
+
+
+@dataclass
+class Runs:
+    """The chapter's record of trained models: one row per (table, method, seed) with the test
+    metrics of :func:`fairbook.aimfair.evaluate` and the validation ``val_acc``, ``val_wst``,
+    ``val_eo`` that alone choose among settings. ``val`` and ``test`` are (X, y, s)."""
+
+    val: tuple
+    test: tuple
+    rows: list = field(default_factory=list)
+
+    VAL_COLS = ("val_acc", "val_wst", "val_eo")
+
+    def record(self, table: str, method: str, seed: int, model: nn.Module, **extra) -> None:
+        v = aimfair.evaluate(model, *self.val)
+        self.rows.append({"table": table, "method": method, "seed": seed, **extra,
+                          **aimfair.evaluate(model, *self.test),
+                          **{c: v[c.removeprefix("val_")] for c in self.VAL_COLS}})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def summary(self, tables) -> pd.DataFrame:
+        """Per (table, method) of ``tables``: :func:`fairbook.aimfair.aggregate` over seeds (cell
+        accuracies averaged before WST and STD) and the seed-mean validation columns."""
+        df = self.frame()
+        df = df[df.table.isin(tables)]
+        val_cols = list(self.VAL_COLS)
+        out = aimfair.aggregate(df.drop(columns=[c for c in val_cols + ["lr"] if c in df]), by=["table", "method"])
+        return out.merge(df.groupby(["table", "method"], sort=False)[val_cols].mean().reset_index(),
+                         on=["table", "method"])
+
+
+def lr_search(runs: Runs, finetune, selections: dict, seeds, lrs, keep=(), before=None,
+              table: str = "main") -> tuple[dict, dict]:
+    """Each method of ``selections`` (name -> seed -> selection) fine-tuned at every learning rate of
+    ``lrs`` for every seed (``finetune(seed, selection, lr) -> model``), recorded as ``"lr search"``;
+    per method the rate with the best seed-mean validation WST
+    (:func:`fairbook.aimfair_claims.chosen`) is kept and its runs are recorded again under ``table``.
+    ``before(seed)`` runs first for each seed (the chapter records its baselines there).
+    Returns (the chosen rate per method, the chosen models of the methods in ``keep``, keyed by
+    (method, seed); the others are not kept)."""
+    from .aimfair_claims import chosen
+
+    kept = {}
+    for s in seeds:
+        if before is not None:
+            before(s)
+        for name, selection in selections.items():
+            for lr in lrs:
+                m = finetune(s, selection(s), lr)
+                runs.record("lr search", name, s, m, lr=lr)
+                if name in keep:
+                    kept[name, s, lr] = m
+    frame = runs.frame()
+    best = {name: chosen(frame, "lr search", name) for name in selections}
+    runs.rows += [dict(r, table=table) for r in list(runs.rows)
+                  if r["table"] == "lr search" and r["lr"] == best[r["method"]]]
+    return best, {(name, s): kept[name, s, best[name]] for name in keep for s in seeds}
 
 
 def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, epochs: int = 3,

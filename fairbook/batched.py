@@ -198,6 +198,8 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    if loss not in ("ce", "bce"):
+        raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
     if select is not None and val is None:
         raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
     if any(isinstance(X, torch.utils.data.Dataset) for X, _ in datasets):
@@ -257,8 +259,6 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
     S = max(steps)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     bce = loss == "bce"
-    if loss not in ("ce", "bce"):
-        raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
 
     histories = [[] for _ in range(K)]
     best = [None] * K
@@ -321,7 +321,7 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
         rows_k = [{"epoch": epoch, "train_loss": (total[k] / seen[k].clamp_min(1)).item(), "lr": lr}
                   for k in range(K)]
         if any(v is not None for v in vals):
-            _evaluate(base, views(flat), buffers, vals, val_metrics, val_context, rows_k, batched, shared_x)
+            _evaluate(base, views(flat), buffers, vals, val_metrics, val_context, rows_k, shared_x)
         for k in range(K):
             row = rows_k[k]
             if select is not None and vals[k] is not None:
@@ -382,7 +382,7 @@ def _unalias(models) -> None:
 
 
 @torch.no_grad()
-def _evaluate(base, params, buffers, vals, val_metrics, val_context, rows, batched, shared_x) -> None:
+def _evaluate(base, params, buffers, vals, val_metrics, val_context, rows, shared_x) -> None:
     """``fit``'s per-epoch evaluation (``train.evaluate``) of every model on its validation set."""
     base.eval()
     try:

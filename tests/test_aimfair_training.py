@@ -106,3 +106,77 @@ def test_error_set_and_jtt_are_the_two_stages():
     err[:5] = True                                   # a known error set: rows 0-4 upsampled
     idx = robust.upweight(err, 3)
     assert _same(r.jtt(X, y.numpy(), err, 3, seed=4), r.train_from_scratch(X[idx], y.numpy()[idx], 4))
+
+
+class Fixed(torch.nn.Module):
+    """A one-logit model whose logit is ``b`` for every input: its predictions are all 1 (b > 0)."""
+
+    def __init__(self, b):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.tensor([float(b)]))
+
+    def forward(self, x):
+        return self.b.expand(len(x), 1)
+
+
+def cells(n=8):
+    y = np.array([0, 0, 1, 1] * (n // 4))
+    s = np.array([0, 1, 0, 1] * (n // 4))
+    return torch.zeros(n, 1), y, s
+
+
+def test_runs_record_test_and_validation_and_summarise_over_seeds():
+    X, y, s = cells()
+    runs = AT.Runs((X, y, s), (X, y, s))
+    runs.record("t", "always 1", 0, Fixed(1.0), lr=0.1)
+    runs.record("t", "always 1", 1, Fixed(2.0), lr=0.1)
+    df = runs.frame()
+    assert list(df.columns[:4]) == ["table", "method", "seed", "lr"] and len(df) == 2
+    # predicting 1 everywhere: accuracy 0.5, the y = 0 cells at 0, so WST 0; the same on validation
+    assert (df.acc == 0.5).all() and (df.wst == 0).all() and (df.val_acc == 0.5).all() and (df.val_wst == 0).all()
+    out = runs.summary(["t"])
+    assert len(out) == 1 and out.n_seeds.iloc[0] == 2 and out.val_acc.iloc[0] == 0.5 and "lr" not in out
+
+
+class Linear1(torch.nn.Module):
+    """logit = w x[:, 0]."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(float(w)))
+
+    def forward(self, x):
+        return (self.w * x[:, :1]).reshape(-1, 1)
+
+
+def test_lr_search_chooses_on_validation_and_records_the_chosen_runs_as_main():
+    _, y, s = cells()
+    sign = torch.as_tensor(2.0 * y - 1).reshape(-1, 1)
+    # validation: x = +-1 with the label, so w > 0 is right everywhere; test the other way round (it
+    # must not decide)
+    runs = AT.Runs((sign, y, s), (-sign, y, s))
+    calls = []
+
+    def finetune(seed, sel, lr):
+        calls.append((seed, sel, lr))
+        return Linear1(lr - 0.5)
+
+    best, kept = AT.lr_search(runs, finetune, {"m": lambda seed: f"sel{seed}", "other": lambda seed: "o"},
+                              seeds=[0, 1], lrs=[0.1, 0.9], keep=["m"], before=lambda seed: calls.append(seed))
+    assert best == {"m": 0.9, "other": 0.9}
+    assert calls[0] == 0 and calls[1] == (0, "sel0", 0.1) and calls[5] == 1   # before() opens each seed
+    assert set(kept) == {("m", 0), ("m", 1)} and float(kept["m", 0].w) == pytest.approx(0.4)
+    df = runs.frame()
+    assert len(df[df.table == "lr search"]) == 8
+    main = df[df.table == "main"]
+    assert len(main) == 4 and (main.lr == 0.9).all() and (main.val_acc == 1).all() and (main.acc == 0).all()
+
+
+def test_draw_cells_draws_the_cell_counts_without_repeats():
+    y = np.repeat([0, 0, 1, 1], 25)
+    s = np.tile(np.repeat([0, 1], 25), 2)
+    X = np.arange(100)[:, None].astype(np.float32)
+    Xd, yd, sd = A.draw_cells(X, y, s, A.bias_ratios("1:4"), 40, np.random.default_rng(0))
+    assert len(set(Xd[:, 0].tolist())) == 40
+    counts = [int(((yd == a) & (sd == b)).sum()) for a, b in A.CELLS]
+    assert counts == list(A.cell_counts(40, A.bias_ratios("1:4")))
