@@ -56,6 +56,7 @@ class DDPMConfig:
     ema_decay: float = 0.999
     snr_gamma: float = 5.0
     cond_dropout: float = 0.1
+    mid_attention: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -155,7 +156,8 @@ def build_unet(config: DDPMConfig, image_shape, n_conditions: int):
     return UNet2DModel(sample_size=size[0] // config.patch, in_channels=c, out_channels=c,
                        layers_per_block=config.layers_per_block, block_out_channels=config.channels,
                        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
-                       norm_num_groups=min(8, config.channels[0]), num_class_embeds=n_conditions + 1)
+                       norm_num_groups=min(8, config.channels[0]), num_class_embeds=n_conditions + 1,
+                       add_attention=config.mid_attention)
 
 
 def train_ddpm(X, cond, n_conditions: int, config: DDPMConfig = DDPMConfig(), device="auto",
