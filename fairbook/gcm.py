@@ -1173,6 +1173,104 @@ def fit_method(method: str, model: nn.Module, X, y, a, *, val: tuple | None = No
     return res
 
 
+# --- the chapter's training settings and one run (a task of fairbook.grid) ---------------------------
+@dataclass(frozen=True)
+class Setting:
+    """How the chapter trains: the tables' MLP (``widths``) and schedule, and the image datasets' own
+    network and schedule (``image_*``; ``image_steps_per_epoch`` 0 = one pass over the data).
+    ``select``: ``last`` or ``val_delta_eo`` (the authors' epoch selection)."""
+
+    widths: tuple[int, ...] = (64, 64)
+    batch_size: int = 200
+    epochs: int = 4
+    steps_per_epoch: int = 40
+    lr: float = 2e-3
+    select: str = "last"
+    image_model: str = "mlp"
+    image_batch_size: int = 200
+    image_epochs: int = 4
+    image_steps_per_epoch: int = 40
+    image_lr: float = 2e-3
+    multiclass_dataset: str = "none"
+
+    def is_image(self, dataset: str) -> bool:
+        """CelebA or the coloured digits (the multiclass CIFAR-10S analog trains like the tables)."""
+        return dataset not in ("adult", "compas", self.multiclass_dataset)
+
+
+def make_model(setting: Setting, dataset: str, X, n_out: int = 1, model_seed: int = 0) -> nn.Module:
+    """The paper's MLP on the tables; on images ``setting.image_model`` (AlexNet / ResNet-18 for
+    CelebA). Its initial weights come from ``model_seed`` alone."""
+    img = setting.is_image(dataset)
+    if img and setting.image_model == "alexnet":
+        build = lambda: models.alexnet(n_out)  # noqa: E731
+    elif img and setting.image_model == "resnet18":
+        build = lambda: models.resnet(18, num_classes=n_out)  # noqa: E731
+    elif isinstance(X, torch.utils.data.Dataset):
+        raise ValueError(f"image_model='mlp' cannot train on the image files of {dataset}; "
+                         f"use -p image_model alexnet or resnet18")
+    else:
+        build = lambda: models.MLP(int(np.prod(X.shape[1:])), tuple(setting.widths), n_out)  # noqa: E731
+    return train.seeded(build, model_seed)
+
+
+def fit_setting(setting: Setting, splits: Mapping, dataset: str, method: str, options: dict | None = None,
+                model_seed: int = 0, tracker: DisparityTracker | None = None, n_out: int = 1,
+                **kw) -> train.FitResult:
+    """One model of ``method`` (:func:`fit_method`) on ``splits[dataset]`` with ``setting``."""
+    (X, y, a), val = splits[dataset]["train"], splits[dataset]["val"]
+    img = setting.is_image(dataset)
+    spe = setting.image_steps_per_epoch if img else setting.steps_per_epoch
+    kw = {"val": val if setting.select == "val_delta_eo" and n_out == 1 else None, "options": options,
+          "tracker": tracker, "batch_size": setting.image_batch_size if img else setting.batch_size,
+          "epochs": setting.image_epochs if img else setting.epochs, "steps_per_epoch": spe or None,
+          "optim": train.Optim("adam", lr=setting.image_lr if img else setting.lr), "seed": model_seed, **kw}
+    return fit_method(method, make_model(setting, dataset, X, n_out, model_seed), X, y, a, **kw)
+
+
+def train_eval(setting: Setting, splits: Mapping, dataset: str, method: str, options: dict | None = None,
+               model_seed: int = 0, tracker: DisparityTracker | None = None, **kw) -> dict[str, float]:
+    """Train one model (:func:`fit_setting`); report it on the test split, and on the validation
+    split (``val_*``), which alone is used to choose among strengths; EOP also at its own
+    validation-selected epoch (``eop_own``; the same epoch when ``select`` is last); on the tables,
+    the final norm-based disparity on a group-balanced batch of training rows (``lognorm_y*``)."""
+    res = fit_setting(setting, splits, dataset, method, options, model_seed, tracker, **kw)
+    d = splits[dataset]
+    v = evaluate(res.model, *d["val"])
+    out = {**evaluate(res.model, *d["test"]), **{f"val_{k}": v[k] for k in ("ap", "delta_eo", "delta_dp", "acc")},
+           "eop_own": eop_at_own_epoch(res, *d["test"])}
+    if dataset in ("adult", "compas"):
+        out.update(final_disparity(res.model, *d["train"], seed=model_seed))
+    return out
+
+
+def traced_eval(setting: Setting, splits: Mapping, dataset: str, method: str, options: dict | None = None,
+                model_seed: int = 0, tracker: dict | None = None, **kw) -> tuple[pd.DataFrame, dict[str, float]]:
+    """:func:`train_eval` with a :class:`DisparityTracker` built from the keywords ``tracker``:
+    returns its history (r̂ per recorded iteration) and the run's results."""
+    tr = DisparityTracker(**(tracker or {}))
+    return tr.history, train_eval(setting, splits, dataset, method, options, model_seed, tr, **kw)
+
+
+def multiclass_eval(setting: Setting, splits: Mapping, dataset: str, halves: Mapping[str, np.ndarray], method: str,
+                    options: dict | None = None, model_seed: int = 0, **kw) -> dict[str, float]:
+    """Table 6 (the CIFAR-10S analog): one ``len(classes)``-way model of ``method`` (cross-entropy),
+    scored on each half of the test split (``halves``: name -> boolean row mask; the chapter chooses
+    settings on one half and reports the other): accuracy on the colour (a = 1) and gray (a = 0)
+    images, overall, and −Bias (:func:`fairbook.metrics.cifar10s_bias`)."""
+    X, y, a = splits[dataset]["test"]
+    k = int(np.max(y)) + 1
+    res = fit_setting(setting, splits, dataset, method, options, model_seed, n_out=k, loss="ce", **kw)
+    pred = train.logits_of(res.model, X).argmax(1).numpy()
+    row = {}
+    for h, rows_h in halves.items():
+        ok = (pred == y)[rows_h]
+        row.update({f"{h} acc color": float(ok[a[rows_h] == 1].mean()), f"{h} acc gray": float(ok[a[rows_h] == 0].mean()),
+                    f"{h} acc": float(ok.mean()),
+                    f"{h} -Bias": -metrics.cifar10s_bias(pred[rows_h], a[rows_h], n_classes=k, nan_ok=True)})
+    return row
+
+
 # --- external references (fairlearn) ------------------------------------------------------------------
 def _logistic(seed: int, C: float, max_iter: int):
     from sklearn.linear_model import LogisticRegression

@@ -421,18 +421,36 @@ def bias_metrics(r, easy, hard, k: int) -> dict[str, float]:
 
 
 def pair_logits(recipe: Recipe, datasets, test_X, n_models: int, n_classes: int, progress=None,
-                class_weight=None) -> dict[tuple[int, int], torch.Tensor]:
+                class_weight=None, grid=None) -> dict[tuple[int, int], torch.Tensor]:
     """Train ``n_models`` models on each dataset i with the seeds of appendix B (``seed_model(i, j)``)
-    and return their test logits, keyed by (i, j)."""
+    and return their test logits, keyed by (i, j). With a :class:`fairbook.grid.Grid`, each dataset
+    is one task of :func:`pair_task` on its executor (cached); without, they train here one by one."""
+    if grid is not None:
+        from . import grid as grids
+
+        tasks = [{"X": X, "y": y, "i": i} for i, (X, y) in enumerate(datasets)]
+        shared = {"recipe": recipe, "test_X": test_X, "n_models": n_models, "n_classes": n_classes,
+                  "class_weight": class_weight}
+        done = grids.run(pair_task, tasks, grid, shared=shared, desc="hbr pairs")
+        if progress is not None:
+            for _ in range(len(tasks) * n_models):
+                progress()
+        return {(i, j): z for i, zs in enumerate(done) for j, z in enumerate(zs)}
     out = {}
     for i, (X, y) in enumerate(datasets):
-        models_ = recipe.fit_many([(X, y)] * n_models, [stats.hbr_model_seed(i, j) for j in range(n_models)],
-                                  n_classes, class_weight=class_weight)
-        for j, model in enumerate(models_):
-            out[i, j] = train.logits_of(model, test_X)
+        for j, z in enumerate(pair_task(recipe, X, y, test_X, i, n_models, n_classes, class_weight)):
+            out[i, j] = z
             if progress is not None:
                 progress()
     return out
+
+
+def pair_task(recipe: Recipe, X, y, test_X, i: int, n_models: int, n_classes: int,
+              class_weight=None) -> list[torch.Tensor]:
+    """Test logits of the ``n_models`` models of dataset ``i`` (seeds ``hbr_model_seed(i, j)``)."""
+    models_ = recipe.fit_many([(X, y)] * n_models, [stats.hbr_model_seed(i, j) for j in range(n_models)],
+                              n_classes, class_weight=class_weight)
+    return [train.logits_of(model, test_X) for model in models_]
 
 
 def score_logits(logits: dict, test_y, n_classes: int, easy, hard, k: int, label: str,
@@ -551,7 +569,7 @@ class Study:
     confusion: pd.DataFrame
 
 
-def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) -> Study:
+def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress, grid=None) -> Study:
     """Train the base models of each level once and every variant's models with the same (i, j)
     seeds, then score them. ``base_sets(level)`` and each variant's ``sets()`` yield datasets lazily,
     so that only one dataset is in memory at a time (CIFAR copies are large). ``reweight`` variants
@@ -563,7 +581,8 @@ def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) ->
     for level, parameter, strategy, a, counts, sets in variants:
         easy, hard = metrics.easy_hard_classes(counts)
         if level not in base_logits:
-            base_logits[level] = pair_logits(recipe, base_sets(level), test[0], n_models, n_classes, progress)
+            base_logits[level] = pair_logits(recipe, base_sets(level), test[0], n_models, n_classes, progress,
+                                             grid=grid)
         base, base_cm = score_logits(base_logits[level], test[1], n_classes, easy, hard, k, "base")
         if (level, parameter) not in tagged:  # the same base models, listed under every setting they serve
             tagged.add((level, parameter))
@@ -574,10 +593,10 @@ def _run(recipe, base_sets, variants, test, n_models, n_classes, k, progress) ->
             logits, offset = base_logits[level], logit_offsets(a, counts)
         elif mode == "reweight":
             logits = pair_logits(recipe, base_sets(level), test[0], n_models, n_classes, progress,
-                                 class_weight=class_weights(a, counts))
+                                 class_weight=class_weights(a, counts), grid=grid)
             offset = None
         else:
-            logits, offset = pair_logits(recipe, sets(), test[0], n_models, n_classes, progress), None
+            logits, offset = pair_logits(recipe, sets(), test[0], n_models, n_classes, progress, grid=grid), None
         res, cm = score_logits(logits, test[1], n_classes, easy, hard, k, strategy, offset)
         tag = dict(level=level, strategy=strategy, parameter=parameter)
         scores.append(res.assign(**tag))
@@ -617,7 +636,7 @@ def _variant_sets(counts, strategy, pools, n_classes):
 def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[float],
                  strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
                  f: str = "identity", progress=None, reserve: tuple | None = None,
-                 rounding: str = "paper") -> Study:
+                 rounding: str = "paper", grid=None) -> Study:
     """Case study 1 (HBR §3.1.1, appendices A-B): class-level pruning at each rate with the pruning
     seed 42·i, then HBR with α = 1 on D^CLP, oversampling with ``strategies`` (``holdout`` draws from
     the pruned-away samples, plus ``reserve = (X_r, y_r)``: more real samples of the same
@@ -648,13 +667,13 @@ def case_study_1(recipe: Recipe, X, y, aum, class_aum, test, rates: Sequence[flo
                         yield X[kept], y[kept], aum[kept], holdout(held) if uses_holdout else None
                 yield rate, rate, strategy, a, counts, _variant_sets(counts, strategy, pools, n_classes)
 
-    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
+    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress, grid)
 
 
 def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[float],
                  strategies: Sequence[str], n_datasets: int, n_models: int, n_classes: int, k: int,
                  pool: Pool | None = None, f: str = "identity", progress=None,
-                 rounding: str = "paper") -> Study:
+                 rounding: str = "paper", grid=None) -> Study:
     """Case study 2 (HBR §3.1.1): HBR on the whole balanced D for each α, no holdout; the i-th
     resampled dataset uses resampling seed 42·i; base models are trained on D with seeds (i, j)."""
     a = np.bincount(y, minlength=n_classes)
@@ -671,7 +690,7 @@ def case_study_2(recipe: Recipe, X, y, aum, class_aum, test, alphas: Sequence[fl
             for strategy in strategies:
                 yield "D", alpha, strategy, a, counts, _variant_sets(counts, strategy, pools, n_classes)
 
-    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress)
+    return _run(recipe, base_sets, variants(), test, n_models, n_classes, k, progress, grid)
 
 
 def holdout_shortfall(class_aum, n_per_class: int, rate: float, f: str = "identity", reserve_per_class: int = 0,

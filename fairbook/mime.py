@@ -759,8 +759,38 @@ def _trial_data(splits, trial: int, attr: str, majority: int, n_train: int, seed
     return trn, val, tst, pools, int(rng.integers(2**31))
 
 
+@dataclass(frozen=True)
+class Splits:
+    """``splits(trial)``: train, validation and test of dataset ``name`` drawn with seed
+    ``seed + trial`` (``fairbook.data.load`` with ``options``, a tuple of (key, value) pairs). A
+    picklable ``splits`` for the sweeps: a task of ``fairbook.grid`` loads its own trial's data."""
+
+    name: str
+    seed: int = 0
+    root: str | None = None
+    options: tuple = ()
+
+    def __call__(self, trial: int):
+        from . import data
+
+        return tuple(data.load(self.name, split=s, seed=self.seed + trial, root=self.root, **dict(self.options))
+                     for s in ("train", "val", "test"))
+
+
+def _trials(task, trials: int, grid, desc: str, **shared) -> pd.DataFrame:
+    """Rows of ``task(trial=t, **shared)`` for every trial: here one by one, or as the tasks of a
+    :class:`fairbook.grid.Grid` (``shared`` must then pickle: :class:`Splits`, ``functools.partial``)."""
+    if grid is None:
+        parts = [task(trial=t, **shared) for t in range(trials)]
+    else:
+        from . import grid as grids
+
+        parts = grids.run(task, [{"trial": t} for t in range(trials)], grid, shared=shared, desc=desc)
+    return pd.DataFrame([row for part in parts for row in part])
+
+
 def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: int, make_model,
-               fit_kwargs: dict, seed: int = 0, balance: bool = True) -> pd.DataFrame:
+               fit_kwargs: dict, seed: int = 0, balance: bool = True, grid=None) -> pd.DataFrame:
     """MIME §4.2: majority accuracy against the minority fraction beta at a fixed training size.
 
     ``splits(trial) -> (train, val, test)`` gives each trial its own random split (``Dataset``s with
@@ -773,48 +803,64 @@ def beta_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: in
 
     ``balance`` (the authors' protocol, default): the classes are balanced within each group of the
     training pools, the validation and the test set (:func:`class_balanced`); ``False`` keeps the
-    data's class ratios.
+    data's class ratios. One trial is one task (:func:`beta_trial`; ``grid``: :func:`_trials`).
     """
+    if set(np.unique(splits(0)[0].groups[attr])) - {0, 1}:
+        raise ValueError(f"attribute {attr!r} must be coded 0/1")
+    return _trials(beta_trial, trials, grid, "beta sweep", splits=splits, attr=attr, majority=majority,
+                   betas=list(betas), n_train=n_train, make_model=make_model, fit_kwargs=fit_kwargs, seed=seed,
+                   balance=balance)
+
+
+def beta_trial(splits, trial: int, attr: str, majority: int, betas, n_train: int, make_model, fit_kwargs: dict,
+               seed: int, balance: bool) -> list[dict]:
+    """The rows of one trial of :func:`beta_sweep`."""
     from . import train as tr
     from .batched import fit_many
     from .metrics import accuracy
 
-    if set(np.unique(splits(0)[0].groups[attr])) - {0, 1}:
-        raise ValueError(f"attribute {attr!r} must be coded 0/1")
     rows = []
-    for trial in range(trials):
-        trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
-        vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
-        X_test = engine_inputs(tst)[0]
-        curves = [[] for _ in betas]
+    trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
+    vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
+    X_test = engine_inputs(tst)[0]
+    curves = [[] for _ in betas]
 
-        def track(epoch, model, row, curve):
-            pred = tr.predict(tr.logits_of(model, X_test)).numpy()
-            curve.append((accuracy(tst.y[tmask], pred[tmask]), accuracy(tst.y[~tmask], pred[~tmask])))
+    def track(epoch, model, row, curve):
+        pred = tr.predict(tr.logits_of(model, X_test)).numpy()
+        curve.append((accuracy(tst.y[tmask], pred[tmask]), accuracy(tst.y[~tmask], pred[~tmask])))
 
-        # the betas of a trial share the initialisation and the seed: one batched fit of all of them
-        results = fit_many([tr.seeded(make_model, fit_seed) for _ in betas],
-                           [engine_inputs(trn.subset(beta_indices(pools, majority, n_train, b))) for b in betas],
-                           seeds=[fit_seed] * len(betas), val=engine_inputs(val.subset(vmask)), select="acc",
-                           on_epoch_end=[lambda e, m, r, c=c: track(e, m, r, c) for c in curves], **fit_kwargs)
-        for beta, res, test_curve in zip(betas, results, curves):
-            major_acc, minor_acc = test_curve[res.best_epoch - 1]
-            rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
-                         "majority_acc": float(major_acc), "minority_acc": float(minor_acc),
-                         "best_epoch": res.best_epoch,
-                         "best_test_acc": float(max(m for m, _ in test_curve))})
-    return pd.DataFrame(rows)
+    # the betas of a trial share the initialisation and the seed: one batched fit of all of them
+    results = fit_many([tr.seeded(make_model, fit_seed) for _ in betas],
+                       [engine_inputs(trn.subset(beta_indices(pools, majority, n_train, b))) for b in betas],
+                       seeds=[fit_seed] * len(betas), val=engine_inputs(val.subset(vmask)), select="acc",
+                       on_epoch_end=[lambda e, m, r, c=c: track(e, m, r, c) for c in curves], **fit_kwargs)
+    for beta, res, test_curve in zip(betas, results, curves):
+        major_acc, minor_acc = test_curve[res.best_epoch - 1]
+        rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
+                     "majority_acc": float(major_acc), "minority_acc": float(minor_acc),
+                     "best_epoch": res.best_epoch,
+                     "best_test_acc": float(max(m for m, _ in test_curve))})
+    return rows
 
 
 def linear_probe_sweep(splits, attr: str, majority: int, betas, n_train: int, trials: int, make_model,
-                       fit_kwargs: dict, probe_kwargs: dict, seed: int = 0, balance: bool = True) -> pd.DataFrame:
+                       fit_kwargs: dict, probe_kwargs: dict, seed: int = 0, balance: bool = True,
+                       grid=None) -> pd.DataFrame:
     """The setting the theory certifies: a **fixed** feature extractor and a learnt last layer.
 
     Per trial (the splits and pools of :func:`beta_sweep`): one network is trained on the beta = 0.5
     training set and frozen; for every beta only a new linear head is trained on the frozen
     penultimate features of that beta's training set (``probe_kwargs`` for :func:`fairbook.train.fit`,
     epoch chosen on validation majority accuracy, one initialisation per trial). Returns the rows of
-    :func:`beta_sweep` (``best_test_acc`` omitted)."""
+    :func:`beta_sweep` (``best_test_acc`` omitted). One trial is one task (:func:`probe_trial`)."""
+    return _trials(probe_trial, trials, grid, "linear probe", splits=splits, attr=attr, majority=majority,
+                   betas=list(betas), n_train=n_train, make_model=make_model, fit_kwargs=fit_kwargs,
+                   probe_kwargs=probe_kwargs, seed=seed, balance=balance)
+
+
+def probe_trial(splits, trial: int, attr: str, majority: int, betas, n_train: int, make_model, fit_kwargs: dict,
+                probe_kwargs: dict, seed: int, balance: bool) -> list[dict]:
+    """The rows of one trial of :func:`linear_probe_sweep`."""
     from torch import nn
 
     from . import train as tr
@@ -823,23 +869,22 @@ def linear_probe_sweep(splits, attr: str, majority: int, betas, n_train: int, tr
     from .models import penultimate
 
     rows = []
-    for trial in range(trials):
-        trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
-        vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
-        backbone = tr.fit(tr.seeded(make_model, fit_seed), *engine_inputs(trn.subset(beta_indices(pools, majority, n_train, 0.5))),
-                          val=engine_inputs(val.subset(vmask)), select="acc", seed=fit_seed, **fit_kwargs).model
-        feats = {name: penultimate(backbone, engine_inputs(d)[0])[0] for name, d in (("trn", trn), ("val", val), ("tst", tst))}
-        n_classes = len(trn.classes)
-        idx = [beta_indices(pools, majority, n_train, beta) for beta in betas]
-        results = fit_many([tr.seeded(lambda: nn.Linear(feats["trn"].shape[1], n_classes), fit_seed) for _ in betas],
-                           [(feats["trn"][i], trn.y[i]) for i in idx], seeds=[fit_seed] * len(betas),
-                           val=(feats["val"][vmask], val.y[vmask]), select="acc", **probe_kwargs)
-        for beta, res in zip(betas, results):
-            pred = tr.predict(tr.logits_of(res.model, feats["tst"])).numpy()
-            rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
-                         "majority_acc": float(accuracy(tst.y[tmask], pred[tmask])),
-                         "minority_acc": float(accuracy(tst.y[~tmask], pred[~tmask])), "best_epoch": res.best_epoch})
-    return pd.DataFrame(rows)
+    trn, val, tst, pools, fit_seed = _trial_data(splits, trial, attr, majority, n_train, seed, balance)
+    vmask, tmask = val.groups[attr] == majority, tst.groups[attr] == majority
+    backbone = tr.fit(tr.seeded(make_model, fit_seed), *engine_inputs(trn.subset(beta_indices(pools, majority, n_train, 0.5))),
+                      val=engine_inputs(val.subset(vmask)), select="acc", seed=fit_seed, **fit_kwargs).model
+    feats = {name: penultimate(backbone, engine_inputs(d)[0])[0] for name, d in (("trn", trn), ("val", val), ("tst", tst))}
+    n_classes = len(trn.classes)
+    idx = [beta_indices(pools, majority, n_train, beta) for beta in betas]
+    results = fit_many([tr.seeded(lambda: nn.Linear(feats["trn"].shape[1], n_classes), fit_seed) for _ in betas],
+                       [(feats["trn"][i], trn.y[i]) for i in idx], seeds=[fit_seed] * len(betas),
+                       val=(feats["val"][vmask], val.y[vmask]), select="acc", **probe_kwargs)
+    for beta, res in zip(betas, results):
+        pred = tr.predict(tr.logits_of(res.model, feats["tst"])).numpy()
+        rows.append({"trial": trial, "beta": float(beta), "n_minor": int(round(beta * n_train)),
+                     "majority_acc": float(accuracy(tst.y[tmask], pred[tmask])),
+                     "minority_acc": float(accuracy(tst.y[~tmask], pred[~tmask])), "best_epoch": res.best_epoch})
+    return rows
 
 
 def group_difficulty(train, test, attr: str, n_train: int, make_model, fit_kwargs: dict,

@@ -129,12 +129,50 @@ def prepare(chapter: str, profile: str, overrides: dict[str, str] | None = None)
     for key in PATH_PARAMETERS:  # the kernel runs elsewhere: a relative path must not change meaning
         if values.get(key):
             values[key] = str(Path(values[key]).expanduser().resolve())
+    check_executor(values)
     if importlib.util.find_spec(f"fairbook.{chapter}") is not None:
         check = getattr(importlib.import_module(f"fairbook.{chapter}"), "check_parameters", None)
         if check is not None:
             check(values)
     data_fp = data_fingerprint(chapter, values)
     return ch, values, data_fp, request_key(ch, profile, values, data_fp)
+
+
+def check_executor(values: dict[str, Any]) -> None:
+    """The grid parameters every chapter shares (``executor``, ``workers``, ``ray_address``;
+    :class:`fairbook.grid.Grid`), checked together; ``ray`` must be importable for ``executor=ray``."""
+    if "executor" not in values:
+        return
+    from .grid import Grid
+
+    try:
+        Grid(values["executor"], values.get("workers", 1), values.get("ray_address", ""))
+    except ValueError as err:
+        raise ParameterError(f"invalid grid parameters: {err}") from None
+    if values["executor"] == "ray" and importlib.util.find_spec("ray") is None:
+        raise ParameterError("executor='ray' needs the ray package (pip install 'ray>=2.9')")
+
+
+def remove_stale(base: Path) -> list[Path]:
+    """Remove ``.tmp-*-<pid>`` directories under ``base`` whose process is gone (a run killed by
+    SIGTERM/SIGKILL leaves its temporary directory behind); never one whose process still runs."""
+    gone = []
+    for d in base.glob(".tmp-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run(chapter: str, profile: str = "default", overrides: dict[str, str] | None = None,
@@ -152,6 +190,8 @@ def run(chapter: str, profile: str = "default", overrides: dict[str, str] | None
         return Run(chapter, profile, final, True)
 
     base.mkdir(parents=True, exist_ok=True)
+    for d in remove_stale(base):
+        log(f"removed {d.name}, left by a run whose process is gone")
     tmp = base / f".tmp-{profile}-{key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "results").mkdir(parents=True)
@@ -159,7 +199,7 @@ def run(chapter: str, profile: str = "default", overrides: dict[str, str] | None
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     log(f"running {chapter} ({profile}) ...")
     try:
-        _execute(ch, values, tmp)
+        _execute(ch, values, tmp, data_fp)
     except Exception as err:  # noqa: BLE001 — every failure keeps the partial run
         failed = base / f"FAILED-{profile}-{key}-{started:%Y%m%dT%H%M%S}-{os.getpid()}"
         os.replace(tmp, failed)
@@ -175,7 +215,7 @@ def run(chapter: str, profile: str = "default", overrides: dict[str, str] | None
     return Run(chapter, profile, final, False)
 
 
-def _execute(ch: chapters.Chapter, values: dict[str, Any], workdir: Path) -> None:
+def _execute(ch: chapters.Chapter, values: dict[str, Any], workdir: Path, data_fp: dict | None = None) -> None:
     import jupytext
     import papermill
     from papermill.iorw import load_notebook_node
@@ -194,7 +234,9 @@ def _execute(ch: chapters.Chapter, values: dict[str, Any], workdir: Path) -> Non
     # of published notebooks, and put first on the kernel search path a kernel spec that runs this
     # very interpreter (a user-level "python3" spec may point at another Python).
     jupyter_path = os.pathsep.join(filter(None, [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")]))
+    # the data fingerprint goes into the keys of the grid's cached tasks (fairbook.grid.task_key)
     with _environ(FAIRBOOK_RUN_DIR=str(workdir), JUPYTER_PATH=jupyter_path,
+                  FAIRBOOK_DATA_FINGERPRINT=json.dumps(data_fp or {}, sort_keys=True),
                   FAIRBOOK_PROGRESS=os.environ.get("FAIRBOOK_PROGRESS", "0")):
         papermill.execute_notebook(nb, str(workdir / f"{ch.name}.ipynb"), parameters=None,
                                    kernel_name=KERNEL, cwd=str(workdir), progress_bar=False,
