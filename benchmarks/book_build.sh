@@ -5,6 +5,7 @@ set -euo pipefail
 profile=${1:-default}
 src=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 dir=$(mktemp -d)
+export FAIRBOOK_CACHE="$dir/cache"   # cold: the generators are trained again, not read from ~/.cache
 git clone -q "$src" "$dir/fairbook"
 cd "$dir/fairbook"
 t0=$(date +%s.%N); make book PROFILE="$profile" >"$dir/cold.log" 2>&1; t1=$(date +%s.%N)

@@ -24,6 +24,7 @@ from fairbook.generative import ddpm, quality
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=ddpm.DDPMConfig().steps)
+    ap.add_argument("--batch-size", type=int, default=ddpm.DDPMConfig().batch_size)
     ap.add_argument("--no-mid-attention", action="store_true", help="UNet without its mid-block attention")
     ap.add_argument("--per-class", type=int, default=50)
     ap.add_argument("--variants", nargs="+", default=["ddim:20:fp32", "dpm++:10:fp32", "dpm++:10:bf16"])
@@ -32,7 +33,7 @@ def main():
     os.environ["FAIRBOOK_CACHE"] = tempfile.mkdtemp()
     os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
     trn, tst = data.load("fashion-mnist", "train"), data.load("fashion-mnist", "test")
-    cfg = ddpm.DDPMConfig(steps=args.steps, mid_attention=not args.no_mid_attention)
+    cfg = ddpm.DDPMConfig(steps=args.steps, batch_size=args.batch_size, mid_attention=not args.no_mid_attention)
     t = time.perf_counter()
     gen = ddpm.cached_generator("fashion-mnist", "train", trn.X, trn.y, 10, cfg)
     train_s = time.perf_counter() - t
@@ -43,7 +44,7 @@ def main():
     clfs = {"mlp": models.MLP(784, (256, 256), 10), "cnn": models.SmallCNN(1, 10)}
     for clf in clfs.values():
         train.fit(clf, trn.X, trn.y, epochs=3, batch_size=256, optim=train.Optim("adam", lr=1e-3), select=None)
-    out = {"ddpm_steps": args.steps, "mid_attention": cfg.mid_attention, "train_s": train_s, "cache_hit_s": hit_s, "samples": len(labels),
+    out = {"ddpm_steps": args.steps, "batch_size": cfg.batch_size, "mid_attention": cfg.mid_attention, "train_s": train_s, "cache_hit_s": hit_s, "samples": len(labels),
            "final_train_loss": float(np.mean(gen.history[-50:])),
            "classifier_real_test_acc": {k: train.evaluate(c, tst.X, tst.y)["acc"] for k, c in clfs.items()}}
     for variant in args.variants:

@@ -7,8 +7,10 @@ parameters and calls these; the methods themselves live in :mod:`fairbook.aimfai
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,8 @@ from torch import nn
 
 from . import aimfair, models, robust, train
 
-__all__ = ["NETWORKS", "network", "Recipe", "Runs", "lr_search", "condition_judge"]
+__all__ = ["NETWORKS", "network", "Recipe", "Job", "Pending", "Runs", "run_job", "scores", "jtt_data",
+           "sft_from_scratch_scores", "lr_search", "condition_judge"]
 
 NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
 
@@ -111,30 +114,142 @@ class Recipe:
 
     def jtt(self, X, y, error_set, lam: int, seed: int) -> nn.Module:
         """JTT's second stage: ERM on the training set with the error set upsampled ``lam`` times
-        (:func:`fairbook.robust.upweight`)."""
-        idx = robust.upweight(error_set, lam)
-        return self.train_from_scratch(aimfair.take(X, idx), np.asarray(y)[idx], seed)
+        (:func:`jtt_data`)."""
+        return self.train_from_scratch(*jtt_data(X, y, error_set, lam), seed)
+
+
+def jtt_data(X, y, error_set, lam: int) -> tuple:
+    """JTT's upsampled training set: every error-set row ``lam`` times (:func:`fairbook.robust.upweight`)."""
+    idx = robust.upweight(error_set, lam)
+    return aimfair.take(X, idx), np.asarray(y)[idx]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run to be done by :meth:`Runs.flush` as a task of :mod:`fairbook.grid`: with
+    ``base`` None, :meth:`Recipe.train_from_scratch` on (X, y) from ``seed`` (with ``objective``
+    ``("cvar_dro", {"alpha": a})`` or ``("group_dro", {"n_groups": 4, "eta": e})``: that extra loss
+    of :mod:`fairbook.robust`, ``groups`` the attribute it needs); else :meth:`Recipe.finetune` of a
+    model with the weights ``base`` (a state dict) on (X, y) with ``selection`` trained at ``lr``."""
+
+    X: Any
+    y: Any
+    seed: int
+    base: dict | None = None
+    selection: Any = None
+    lr: float | None = None
+    objective: tuple = ()
+    groups: Any = None
+
+    def fit_kwargs(self) -> dict:
+        if not self.objective:
+            return {}
+        name, kw = self.objective
+        losses = {"cvar_dro": robust.cvar_dro, "group_dro": robust.GroupDRO}
+        if name not in losses:
+            raise ValueError(f"Job objective must be one of {', '.join(losses)}, got {name!r}")
+        out = {"extra_loss": losses[name](**kw)}
+        return out if self.groups is None else {**out, "groups": self.groups}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What :meth:`Runs.record` returns for a queued run: after :meth:`Runs.flush`,
+    ``runs.models[pending.index]`` holds the trained model (when recorded with ``keep=True``)."""
+
+    index: int
+
+
+def scores(model: nn.Module, val: tuple, test: tuple) -> dict:
+    """Test metrics of :func:`fairbook.aimfair.evaluate` and the validation columns of :class:`Runs`."""
+    v = aimfair.evaluate(model, *val)
+    return {**aimfair.evaluate(model, *test), **{c: v[c.removeprefix("val_")] for c in Runs.VAL_COLS}}
+
+
+def run_job(recipe: Recipe, val: tuple, test: tuple, job: Job, keep: bool = False) -> dict:
+    """A task of :mod:`fairbook.grid`: train ``job``, return its :func:`scores`, the seconds per
+    fine-tuning epoch (None for training from scratch) and, when ``keep``, the trained weights."""
+    if job.base is None:
+        model, seconds = recipe.train_from_scratch(job.X, job.y, job.seed, **job.fit_kwargs()), None
+    else:
+        base = recipe.make_model()
+        base.load_state_dict(job.base)
+        model = recipe.finetune(base, job.selection, job.X, job.y, lr=job.lr, seed=job.seed)
+        seconds = recipe.epoch_seconds[-1]
+    return {"scores": scores(model, val, test), "epoch_seconds": seconds,
+            "state": model.state_dict() if keep else None}
+
+
+def sft_from_scratch_scores(recipe: Recipe, val: tuple, test: tuple, R, S1, S2, seed: int, top_k: float, level: str,
+                            lr: float) -> tuple[dict, dict]:
+    """A task of :mod:`fairbook.grid`: :meth:`Recipe.sft_from_scratch` and the :func:`scores` of its
+    ERM model and of its SFT model."""
+    base, sft = recipe.sft_from_scratch(R, S1, S2, seed, top_k, level, lr)
+    return scores(base, val, test), scores(sft, val, test)
 
 
 @dataclass
 class Runs:
     """The chapter's record of trained models: one row per (table, method, seed) with the test
     metrics of :func:`fairbook.aimfair.evaluate` and the validation ``val_acc``, ``val_wst``,
-    ``val_eo`` that alone choose among settings. ``val`` and ``test`` are (X, y, s)."""
+    ``val_eo`` that alone choose among settings. ``val`` and ``test`` are (X, y, s).
+
+    :meth:`record` takes a trained model or a :class:`Job`; runs are queued and done, in order, by
+    :meth:`flush` (called by :meth:`frame` and :meth:`summary`): the jobs as one grid of tasks on
+    ``grid`` (:class:`fairbook.grid.Grid`; None: here, one by one) with ``recipe``."""
 
     val: tuple
     test: tuple
     rows: list = field(default_factory=list)
+    recipe: Recipe | None = None
+    grid: Any = None
+    queue: list = field(default_factory=list)
+    models: dict = field(default_factory=dict)
+    count: int = 0
 
     VAL_COLS = ("val_acc", "val_wst", "val_eo")
 
-    def record(self, table: str, method: str, seed: int, model: nn.Module, **extra) -> None:
-        v = aimfair.evaluate(model, *self.val)
-        self.rows.append({"table": table, "method": method, "seed": seed, **extra,
-                          **aimfair.evaluate(model, *self.test),
-                          **{c: v[c.removeprefix("val_")] for c in self.VAL_COLS}})
+    def record(self, table: str, method: str, seed: int, model, keep: bool = False, **extra) -> Pending:
+        """Queue one run (``model``: an ``nn.Module`` already trained, or a :class:`Job`)."""
+        if isinstance(model, Job) and self.recipe is None:
+            raise ValueError("Runs needs recipe= to train a Job")
+        index, self.count = self.count, self.count + 1
+        self.queue.append((index, {"table": table, "method": method, "seed": seed, **extra}, model, keep))
+        return Pending(index)
+
+    def add(self, table: str, method: str, seed: int, scores_: dict, **extra) -> None:
+        """Append the row of a run scored elsewhere (:func:`scores`), after the queued runs."""
+        self.flush()
+        self.rows.append({"table": table, "method": method, "seed": seed, **extra, **scores_})
+
+    def flush(self) -> None:
+        """Do every queued run and append its row, in the order recorded."""
+        from . import grid as grids
+
+        queue, self.queue = self.queue, []
+        jobs = [(job, keep) for _, _, job, keep in queue if isinstance(job, Job)]
+        if jobs:
+            recipe = dataclasses.replace(self.recipe, epoch_seconds=[])  # not part of the task keys
+            tasks = [{"job": job, "keep": keep} for job, keep in jobs]
+            shared = {"recipe": recipe, "val": self.val, "test": self.test}
+            done = iter(grids.run(run_job, tasks, self.grid or grids.Grid(), shared=shared, desc="aimfair runs"))
+        for index, head, model, keep in queue:
+            if isinstance(model, Job):
+                res = next(done)
+                self.rows.append({**head, **res["scores"]})
+                if res["epoch_seconds"] is not None:
+                    self.recipe.epoch_seconds.append(res["epoch_seconds"])
+                if keep:
+                    m = self.recipe.make_model()
+                    m.load_state_dict(res["state"])
+                    self.models[index] = m.eval()
+            else:
+                self.rows.append({**head, **scores(model, self.val, self.test)})
+                if keep:
+                    self.models[index] = model
 
     def frame(self) -> pd.DataFrame:
+        self.flush()
         return pd.DataFrame(self.rows)
 
     def summary(self, tables) -> pd.DataFrame:
@@ -151,7 +266,8 @@ class Runs:
 def lr_search(runs: Runs, finetune, selections: dict, seeds, lrs, keep=(), before=None,
               table: str = "main") -> tuple[dict, dict]:
     """Each method of ``selections`` (name -> seed -> selection) fine-tuned at every learning rate of
-    ``lrs`` for every seed (``finetune(seed, selection, lr) -> model``), recorded as ``"lr search"``;
+    ``lrs`` for every seed (``finetune(seed, selection, lr)``: a model or a :class:`Job`, trained
+    together by :meth:`Runs.flush`), recorded as ``"lr search"``;
     per method the rate with the best seed-mean validation WST
     (:func:`fairbook.aimfair_claims.chosen`) is kept and its runs are recorded again under ``table``.
     ``before(seed)`` runs first for each seed (the chapter records its baselines there).
@@ -165,15 +281,13 @@ def lr_search(runs: Runs, finetune, selections: dict, seeds, lrs, keep=(), befor
             before(s)
         for name, selection in selections.items():
             for lr in lrs:
-                m = finetune(s, selection(s), lr)
-                runs.record("lr search", name, s, m, lr=lr)
-                if name in keep:
-                    kept[name, s, lr] = m
+                kept[name, s, lr] = runs.record("lr search", name, s, finetune(s, selection(s), lr),
+                                                keep=name in keep, lr=lr)
     frame = runs.frame()
     best = {name: chosen(frame, "lr search", name) for name in selections}
     runs.rows += [dict(r, table=table) for r in list(runs.rows)
                   if r["table"] == "lr search" and r["lr"] == best[r["method"]]]
-    return best, {(name, s): kept[name, s, best[name]] for name in keep for s in seeds}
+    return best, {(name, s): runs.models[kept[name, s, best[name]].index] for name in keep for s in seeds}
 
 
 def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, epochs: int = 3,

@@ -99,6 +99,11 @@ def _feed(h, obj) -> None:
             _feed(h, k)
             _feed(h, obj[k])
         h.update(b"}")
+    elif isinstance(obj, (set, frozenset)):  # by content: a set's order changes with the hash seed
+        h.update(b"set{")
+        for v in sorted(obj, key=repr):
+            _feed(h, v)
+        h.update(b"}")
     elif isinstance(obj, (list, tuple)):
         h.update(f"{type(obj).__name__}[".encode())
         for v in obj:
@@ -256,12 +261,15 @@ def _write(path: Path, value: Any) -> None:
 
 def _run_futures(ex, fn, shared, tasks, todo, threads, done) -> None:
     futures = {ex.submit(_call, fn, shared, tasks[i], threads): i for i in todo}
+    # concurrent.futures Futures as they finish; other job handles (submitit's) in submission order
+    ordered = (cf.as_completed(futures) if all(isinstance(f, cf.Future) for f in futures) else list(futures))
     try:
-        for fut in cf.as_completed(futures):
+        for fut in ordered:
             done(futures[fut], *fut.result())
     except BaseException:
         for fut in futures:
-            fut.cancel()
+            if hasattr(fut, "cancel"):
+                fut.cancel()
         raise
 
 

@@ -240,10 +240,25 @@ def _execute(ch: chapters.Chapter, values: dict[str, Any], workdir: Path, data_f
                   FAIRBOOK_PROGRESS=os.environ.get("FAIRBOOK_PROGRESS", "0")):
         papermill.execute_notebook(nb, str(workdir / f"{ch.name}.ipynb"), parameters=None,
                                    kernel_name=KERNEL, cwd=str(workdir), progress_bar=False,
-                                   log_output=False, report_mode=False)
+                                   log_output=False, report_mode=False,
+                                   kernel_manager_class=_ipc_kernel_manager())
 
 
 KERNEL = "fairbook-python3"
+
+
+def _ipc_kernel_manager():
+    """nbclient's kernel manager with the kernel's sockets on IPC (Unix sockets next to its
+    connection file, readable by this user only) instead of TCP on localhost, which ipykernel warns
+    about ("Kernel is running over TCP without encryption")."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
 
 
 def _kernel_dir() -> Path:

@@ -1,5 +1,6 @@
 """fairbook.aimfair_training: the chapter's networks and its training recipe."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -180,3 +181,44 @@ def test_draw_cells_draws_the_cell_counts_without_repeats():
     assert len(set(Xd[:, 0].tolist())) == 40
     counts = [int(((yd == a) & (sd == b)).sum()) for a, b in A.CELLS]
     assert counts == list(A.cell_counts(40, A.bias_ratios("1:4")))
+
+
+def _tiny(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = rng.integers(0, 2, n)
+    X = (rng.random((n, 3, 12, 12)) + y[:, None, None, None] * 0.5).astype(np.float32)
+    return X, y, s
+
+
+def test_jobs_queued_in_runs_train_as_a_grid_and_equal_training_here(tmp_path, monkeypatch):
+    from fairbook import grid
+
+    monkeypatch.setenv("FAIRBOOK_TASKS", str(tmp_path))
+    X, y, s = _tiny()
+    Xv, yv, sv = _tiny(seed=1)
+    recipe = AT.Recipe("cnn", (Xv, yv), batch_size=16, pre_epochs=2, pre_milestone=1, ft_epochs=1, channels=(4, 4, 4))
+    base = recipe.train_from_scratch(X, y, 3)
+    sel = A.full(base)
+    here = AT.Runs((Xv, yv, sv), (X, y, s))
+    here.record("t", "scratch", 0, recipe.train_from_scratch(X, y, 0))
+    here.record("t", "ft", 0, recipe.finetune(base, sel, X, y, lr=0.01, seed=0))
+    frames = []
+    for g in (grid.Grid("local", 2), grid.Grid("processes", 2, cache=False)):
+        runs = AT.Runs((Xv, yv, sv), (X, y, s), recipe=recipe, grid=g)
+        runs.record("t", "scratch", 0, AT.Job(X, y, seed=0))
+        kept = runs.record("t", "ft", 0, AT.Job(X, y, seed=0, base=base.state_dict(), selection=sel, lr=0.01), keep=True)
+        frames.append(runs.frame())
+        got, want = runs.models[kept.index], recipe.finetune(base, sel, X, y, lr=0.01, seed=0)
+        for (k, a), b in zip(got.state_dict().items(), want.state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+    grid.shutdown()
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    cols = ["table", "method", "seed", "acc", "wst", "val_acc"]
+    pd.testing.assert_frame_equal(frames[0][cols], here.frame()[cols], atol=1e-6)
+
+
+def test_a_job_needs_the_recipe():
+    X, y, s = _tiny()
+    with pytest.raises(ValueError, match="recipe"):
+        AT.Runs((X, y, s), (X, y, s)).record("t", "m", 0, AT.Job(X, y, seed=0))

@@ -167,3 +167,23 @@ def test_stale_temporary_run_directories_are_removed_only_when_their_process_is_
         d.mkdir()
     assert runner.remove_stale(tmp_path) == [gone]
     assert not gone.exists() and alive.exists() and other.exists()
+
+
+class _Job:
+    """A job handle that is not a concurrent.futures.Future (as submitit's): result() only."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _SubmititLike:
+    def submit(self, fn, *args):
+        return _Job(fn(*args))
+
+
+def test_an_executor_returning_other_job_handles_plugs_in():
+    res = grid.run(gcm.train_eval, TASKS[:2], grid.Grid(_SubmititLike(), 2, cache=False), shared=SHARED)
+    assert res == grid.run(gcm.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
