@@ -14,13 +14,12 @@ import time
 
 os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
 import fairbook  # noqa: E402,F401
-import yaml  # noqa: E402
 
 from fairbook import chapters, gcm, grid  # noqa: E402
 
 
 def main():
-    prof = yaml.safe_load((chapters.PACKAGE_DIR / "profiles" / "default.yml").read_text())["gcm"]
+    prof = chapters.get("gcm").values("default")  # the notebook's defaults
     setting = gcm.Setting(widths=tuple(prof["widths"]), batch_size=prof["batch_size"], epochs=prof["epochs"],
                           steps_per_epoch=prof["steps_per_epoch"], lr=prof["lr"], select=prof["select"])
     shared = {"setting": setting, "splits": {"adult": gcm.load_splits("adult", seed=0)}, "dataset": "adult"}

@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 _SUBMODULES = {"aimfair", "aimfair_claims", "chapters", "claims", "cli", "data", "gcm", "gcm_claims", "robust", "aimfair_training",
-               "grid", "hbr", "hbr_claims", "io", "metrics", "mime", "models", "params", "plotting", "prose", "runner", "site",
+               "book_ready", "grid", "lab", "hbr", "hbr_claims", "io", "metrics", "mime", "models", "params", "plotting", "prose", "runner", "site",
                "stats", "train"}
 
 

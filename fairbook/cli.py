@@ -88,7 +88,17 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--root", default=None, help="an explicit data root to look in first")
     d.add_argument("-v", "--verbose", action="store_true", help="also print each description")
     d.set_defaults(func=_cmd_data)
+    lab = sub.add_parser("lab", help="open the chapters as notebooks in JupyterLab (installed by `make lab`)")
+    lab.add_argument("--port", type=int, default=None)
+    lab.add_argument("--no-browser", action="store_true")
+    lab.set_defaults(func=_cmd_lab)
     return p
+
+
+def _cmd_lab(args) -> int:
+    from . import lab
+
+    return lab.main(args.port, not args.no_browser)
 
 
 def main(argv: list[str] | None = None) -> int:

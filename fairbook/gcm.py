@@ -1249,7 +1249,8 @@ def traced_eval(setting: Setting, splits: Mapping, dataset: str, method: str, op
     """:func:`train_eval` with a :class:`DisparityTracker` built from the keywords ``tracker``:
     returns its history (r̂ per recorded iteration) and the run's results."""
     tr = DisparityTracker(**(tracker or {}))
-    return tr.history, train_eval(setting, splits, dataset, method, options, model_seed, tr, **kw)
+    result = train_eval(setting, splits, dataset, method, options, model_seed, tr, **kw)
+    return tr.history, result
 
 
 def multiclass_eval(setting: Setting, splits: Mapping, dataset: str, halves: Mapping[str, np.ndarray], method: str,

@@ -45,13 +45,14 @@ class Grid:
     """How a chapter's grids run: ``executor`` (``local``, ``processes``, ``ray`` or an object with a
     ``concurrent.futures``-style ``submit``), ``workers`` (>= 1), ``ray_address`` (``ray`` only:
     ``auto``, ``ray://host:10001``; empty starts a local Ray instance) and ``threads`` per task
-    (0: ``cores // workers``). ``cache`` = False turns the task cache off."""
+    (0: ``cores // workers``). ``gpus_per_task`` (Ray): None asks for one GPU per task when the
+    cluster has GPUs, none otherwise. ``cache`` = False turns the task cache off."""
 
     executor: Any = "local"
     workers: int = 1
     ray_address: str = ""
     threads: int = 0
-    gpus_per_task: float = 0.0
+    gpus_per_task: float | None = None
     cache: bool = True
 
     def __post_init__(self):
@@ -62,7 +63,7 @@ class Grid:
             raise ValueError(f"executor {self.executor!r} has no submit() method")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if self.threads < 0 or self.gpus_per_task < 0:
+        if self.threads < 0 or (self.gpus_per_task or 0) < 0:
             raise ValueError(f"threads and gpus_per_task must be >= 0, got {self.threads}, {self.gpus_per_task}")
         if self.ray_address and self.executor != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs executor='ray', got {self.executor!r}")
@@ -311,7 +312,10 @@ def _run_ray(fn, shared, tasks, todo, threads, grid: Grid, done) -> None:
             ray.init(address=grid.ray_address, runtime_env=ray_runtime_env(), log_to_driver=False)
         else:
             ray.init(num_cpus=grid.workers * threads, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=threads, num_gpus=grid.gpus_per_task)(_call)
+    gpus = grid.gpus_per_task
+    if gpus is None:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus)(_call)
     ref = ray.put(shared)
     pending = {remote.remote(fn, ref, tasks[i], threads): i for i in todo}
     try:

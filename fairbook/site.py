@@ -43,9 +43,10 @@ def build(profile: str = "default", force: bool = False, strict: bool = True, lo
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     for r in runs:
-        shutil.copyfile(r.notebook, out / f"{r.chapter}.ipynb")
+        page_notebook(r, out / f"{r.chapter}.ipynb")
     (root / "book" / "reproducibility.md").write_text(reproducibility_page(runs))
     (root / "book" / "scorecard.md").write_text(scorecard_page(runs))
+    (root / "book" / "status.md").write_text(status_page(runs))  # included by the front page
 
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
     if strict:
@@ -57,6 +58,56 @@ def build(profile: str = "default", force: bool = False, strict: bool = True, lo
                            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     log(f"site written to {root / HTML}")
     return root / HTML
+
+
+def page_notebook(run: runner.Run, dest: Path) -> Path:
+    """The executed notebook as the chapter page shows it: papermill's injected-parameters cell
+    removed, the ``parameters`` cell's code replaced by one folded block, "Parameters of this run"
+    (:func:`parameters_block`), and the set-up cell after it (imports) folded, so that the page goes
+    from the introduction to the argument."""
+    import nbformat
+
+    nb = nbformat.read(run.notebook, as_version=4)
+    cells, setup_next = [], False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags:
+            continue
+        if "parameters" in tags:
+            cells.append(nbformat.v4.new_markdown_cell(parameters_block(run)))
+            setup_next = True
+            continue
+        if setup_next and cell.cell_type == "code":  # the imports and set-up: folded as well
+            cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
+            setup_next = False
+        cells.append(cell)
+    nb.cells = cells
+    nbformat.write(nb, dest)
+    return dest
+
+
+def parameters_block(run: runner.Run) -> str:
+    """A folded MyST dropdown: every parameter's value in this run, its meaning, and a mark where the
+    value differs from the notebook's own default (the ``default`` profile)."""
+    ch = chapters.get(run.chapter)
+    values = run.provenance["parameters"]
+    changed = [n for n, spec in ch.params.items() if n in values and values[n] != spec.default]
+    rows = ["| parameter | value | meaning |", "| --- | --- | --- |"]
+    for n, spec in ch.params.items():
+        mark = " (changed)" if n in changed else ""
+        rows.append(f"| `{n}` | `{_cell(_fmt_value(values.get(n, spec.default)))}`{mark} | {_cell(spec.meaning)} |")
+    profile = run.provenance["profile"]
+    head = (f"Parameters of this run: profile `{profile}`, "
+            + (f"{len(changed)} changed from the notebook's defaults" if changed else "the notebook's defaults"))
+    return "\n".join([f":::{{dropdown}} {head}", *rows, "",
+                      f"Rerun with other values: `fairbook run {run.chapter} -p NAME VALUE` (`fairbook list` shows them all).",
+                      ":::"]) + "\n"
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return '""' if v == "" else str(v)
 
 
 def _fmt_params(params: dict) -> str:
@@ -111,6 +162,44 @@ def _num(x, digits: int = 3) -> str:
 def _p(x) -> str:
     x = float(x)
     return "< 0.0001" if 0 <= x < 1e-4 else _num(x, 2)
+
+
+def status_page(runs: list[runner.Run]) -> str:
+    """The front page's table (included by ``book/intro.md``): per paper its chapter, the parts of the
+    paper its claims test (the claims' ``source``) and its reproduced / contradicted / inconclusive
+    counts, from each run's ``results/claims.csv`` (the Scorecard's numbers)."""
+    import pandas as pd
+
+    lines = ["| paper | chapter | parts of the paper tested | reproduced | contradicted | inconclusive |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in runs:
+        p = r.provenance
+        path = r.path / "results" / "claims.csv"
+        if not path.exists():
+            lines.append(f"| {p['chapter'].upper()} | {{doc}}`chapters/{p['chapter']}` | no claims table | | | |")
+            continue
+        df = pd.read_csv(path, dtype={"source": str}).fillna({"source": ""})
+        parts = sorted({s.strip() for src in df.source for s in src.split(",") if s.strip()}, key=_part_order)
+        n = df.verdict.value_counts()
+        lines.append(f"| {_paper_name(p['chapter'])} | {{doc}}`chapters/{p['chapter']}` | {_cell(', '.join(parts))} "
+                     f"| {n.get('reproduced', 0)} | {n.get('contradicted', 0)} | {n.get('inconclusive', 0)} |")
+    profiles = sorted({r.provenance["profile"] for r in runs})
+    lines += ["", f"Counts from the runs of this build (profile {', '.join(f'`{x}`' for x in profiles)}); "
+              "{doc}`scorecard` gives every claim with its estimate, interval and test."]
+    return "\n".join(lines) + "\n"
+
+
+def _paper_name(chapter: str) -> str:
+    return {"aimfair": "AIM-Fair"}.get(chapter, chapter.upper())
+
+
+def _part_order(part: str) -> tuple:
+    """Tables, then figures, then sections, each by number."""
+    import re
+
+    kind = 0 if part.startswith("Table") else 1 if part.startswith("Fig") else 2
+    num = re.search(r"\d+(\.\d+)?", part)
+    return kind, float(num.group()) if num else 0.0, part
 
 
 def scorecard_page(runs: list[runner.Run]) -> str:

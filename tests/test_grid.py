@@ -187,3 +187,10 @@ class _SubmititLike:
 def test_an_executor_returning_other_job_handles_plugs_in():
     res = grid.run(gcm.train_eval, TASKS[:2], grid.Grid(_SubmititLike(), 2, cache=False), shared=SHARED)
     assert res == grid.run(gcm.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
+
+
+def test_traced_eval_returns_the_history_of_its_training():
+    history, result = gcm.traced_eval(**SHARED, method="oversampling", model_seed=0,
+                                      tracker={"every": 1, "n_permutations": 1, "per_layer": False})
+    assert len(history) == SETTING.epochs * SETTING.steps_per_epoch and "r_y0_perm0" in history
+    assert set(result) >= {"ap", "delta_eo", "val_ap"}

@@ -62,3 +62,16 @@ def test_malformed_cells_are_errors(cell, msg):
     with pytest.raises(ParameterError) as e:
         parse_parameters_cell(cell, "ch")
     assert msg in str(e.value) and "chapter 'ch'" in str(e.value)
+
+
+def test_the_default_profile_is_the_notebooks_own_defaults():
+    """One rule: a notebook run as it is (JupyterLab, run all) is the published `default` run."""
+    import yaml
+
+    from fairbook import chapters
+
+    assert not yaml.safe_load((chapters.PROFILES_DIR / "default.yml").read_text()), \
+        "default.yml must set nothing: change the notebook's parameters cell instead"
+    for name in chapters.available():
+        ch = chapters.get(name)
+        assert ch.values("default") == {n: s.default for n, s in ch.params.items()}

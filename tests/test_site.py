@@ -18,7 +18,7 @@ def smoke_site(tmp_path_factory):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     shutil.copytree(REPO / "book", root / "book",
-                    ignore=shutil.ignore_patterns("chapters", "reproducibility.md", "scorecard.md"))
+                    ignore=shutil.ignore_patterns("chapters", "reproducibility.md", "scorecard.md", "status.md"))
     mathjax = REPO / ".cache" / "npm"
     assert (mathjax / "node_modules" / "mathjax").is_dir(), "run `make mathjax` first"
     (root / ".cache").mkdir()
@@ -43,6 +43,12 @@ def test_smoke_book_builds(smoke_site):
     assert "sd-badge" in card and "inconclusive" in card
     repro = (root / "book" / "reproducibility.md").read_text()
     assert "| mime | smoke |" in repro and "fairbook run mime --profile smoke" in repro
+    status = (root / "book" / "status.md").read_text()
+    import re
+    for name in chapters.available():  # a row per paper: its chapter and the three counts, from claims.csv
+        assert re.search(rf"\{{doc\}}`chapters/{name}` \| [^|]+ \| \d+ \| \d+ \| \d+ \|", status), name
+    front = (html / "book" / "intro.html").read_text()
+    assert all(f"chapters/{name}.html" in front for name in chapters.available()) and "reproduced" in front
     refs = (html / "book" / "references.html").read_text().lower()
     assert "minority inclusion" in refs and "group contribution matching" in refs
 
@@ -79,3 +85,44 @@ def test_site_check_flags_a_page_that_never_goes_idle(tmp_path):
     res = check_site(tmp_path, ["still.html", "busy.html"], mode="http", idle_timeout_ms=1500, strict=False)
     assert [p for p in res["problems"] if p.startswith("busy.html: network not idle")], res["problems"]
     assert not [p for p in res["problems"] if p.startswith("still.html")], res["problems"]
+
+
+def _jupyter_book(root):
+    import subprocess
+    import sys
+
+    return subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(root)],
+                          capture_output=True, text=True, cwd=root)
+
+
+def test_plain_jupyter_book_build_works_after_fairbook_build(smoke_site):
+    root, html = smoke_site
+    proc = _jupyter_book(root)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (html / "book" / "chapters" / "mime.html").exists()
+
+
+def test_plain_jupyter_book_build_on_a_fresh_checkout_says_what_to_run(tmp_path):
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "book", tmp_path / "book",
+                    ignore=shutil.ignore_patterns("chapters", "reproducibility.md", "scorecard.md", "status.md"))
+    proc = _jupyter_book(tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "have not been executed" in out and "make book" in out
+
+
+def test_chapter_pages_lead_with_the_argument(smoke_site):
+    """No parameter dump at the top of a chapter: the injected-parameters cell is gone, the declared
+    parameters are one folded block, and prose comes before the first code cell."""
+    _, html = smoke_site
+    for name in chapters.available():
+        page = (html / "book" / "chapters" / f"{name}.html").read_text()
+        body = page[page.index("<h1"):]
+        assert "injected-parameters" not in body and "# Parameters" not in body, name
+        assert "seed: int =" not in body, f"{name}: the parameters cell is shown as code"
+        block = body.index("Parameters of this run")
+        assert "<details" in body[max(0, block - 800):block], f"{name}: the parameters are not folded"
+        first_code = body.find('class="cell docutils container"')
+        assert 0 <= body.find("<p>") < first_code, f"{name}: the page does not start with prose"
+        assert body.count("Parameters of this run") == 1
