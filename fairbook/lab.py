@@ -40,6 +40,8 @@ def command(root: Path, *, port: int | None = None, open_browser: bool = True, t
         cmd += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
     if not open_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI run as root
+        cmd.append("--allow-root")
     if token is not None:
         cmd.append(f"--IdentityProvider.token={token}")
     return cmd
