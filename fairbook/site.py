@@ -7,6 +7,7 @@ builds ``_build/html`` (warnings are errors by default).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,10 +81,35 @@ def page_notebook(run: runner.Run, dest: Path) -> Path:
         if setup_next and cell.cell_type == "code":  # the imports and set-up: folded as well
             cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
             setup_next = False
+        elif cell.cell_type == "code":
+            cell.metadata["tags"] = sorted(set(tags) | display_tags(cell.source))
         cells.append(cell)
     nb.cells = cells
     nbformat.write(nb, dest)
     return dest
+
+
+_PLOTTING = re.compile(r"^\s*(ax\b|axes\b|fig\b|plt\.|sns\.|fb\.plotting\.|for ax\b|.*\.set_(x|y)?(label|title|ticks|lim)"
+                       r"|.*\.(legend|annotate|axhline|axvline|text|errorbar|bar|barh|scatter|plot|imshow|fill_between)\()")
+#: a call of the book's methods (the package, not its plotting and file helpers): such a cell stays open
+_METHOD_CALL = re.compile(r"\b(fb\.(?!plotting|io\b)\w+|mime|hbr|gcm|aimfair|\w+_claims|aimfair_training|ddpm|ctx)"
+                          r"\.\w+(\.\w+)*\(")
+_FIGSIZE = re.compile(r"figsize\s*=\s*\(\s*([\d.]+)")
+
+
+def display_tags(source: str) -> set[str]:
+    """Page tags of a code cell: ``hide-input`` (folded code) when at least half of its lines draw a
+    figure (matplotlib / seaborn / ``fb.plotting``) and it calls none of the book's methods, so that
+    method calls stay visible and plotting code does not; ``full-width`` when it draws a figure 10 inches wide or more (multi-panel figures
+    use the page width)."""
+    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    tags = set()
+    if (lines and sum(bool(_PLOTTING.match(ln)) for ln in lines) * 2 >= len(lines)
+            and not _METHOD_CALL.search(source)):
+        tags.add("hide-input")
+    if any(float(w) >= 10 for w in _FIGSIZE.findall(source)):
+        tags.add("full-width")
+    return tags
 
 
 def parameters_block(run: runner.Run) -> str:
@@ -179,7 +205,7 @@ def status_page(runs: list[runner.Run]) -> str:
             lines.append(f"| {p['chapter'].upper()} | {{doc}}`chapters/{p['chapter']}` | no claims table | | | |")
             continue
         df = pd.read_csv(path, dtype={"source": str}).fillna({"source": ""})
-        parts = sorted({s.strip() for src in df.source for s in src.split(",") if s.strip()}, key=_part_order)
+        parts = sorted({m.group(0) for src in df.source for m in _PART.finditer(src)}, key=_part_order)
         n = df.verdict.value_counts()
         lines.append(f"| {_paper_name(p['chapter'])} | {{doc}}`chapters/{p['chapter']}` | {_cell(', '.join(parts))} "
                      f"| {n.get('reproduced', 0)} | {n.get('contradicted', 0)} | {n.get('inconclusive', 0)} |")
@@ -193,8 +219,12 @@ def _paper_name(chapter: str) -> str:
     return {"aimfair": "AIM-Fair"}.get(chapter, chapter.upper())
 
 
+#: a table, figure or theorem of a paper named in a claim's ``source`` ("Table D1", "Figs. E1–E8", "Theorem 2")
+_PART = re.compile(r"(Tables?|Figs?\.|Theorem)\s*[A-Z]?\d+[a-z]?(?:\s*[–-]\s*[A-Z]?\d+[a-z]?)?")
+
+
 def _part_order(part: str) -> tuple:
-    """Tables, then figures, then sections, each by number."""
+    """Tables, then figures, then theorems, each by number."""
     import re
 
     kind = 0 if part.startswith("Table") else 1 if part.startswith("Fig") else 2

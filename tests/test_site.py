@@ -126,3 +126,5 @@ def test_chapter_pages_lead_with_the_argument(smoke_site):
         first_code = body.find('class="cell docutils container"')
         assert 0 <= body.find("<p>") < first_code, f"{name}: the page does not start with prose"
         assert body.count("Parameters of this run") == 1
+        assert "_static/fairbook.css" in page  # long code lines wrap
+    assert (html / "_static" / "fairbook.css").exists()
