@@ -92,7 +92,7 @@ def run_first_cells(url: str, rel: str, n_code: int, run: int) -> list[str]:
                 if runs == run:
                     break
         prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt")
-        deadline = time.time() + 180
+        deadline = time.time() + 120
         while sum(bool(re.search(r"\[\d+\]", prompts.nth(i).inner_text())) for i in range(run)) < run:
             assert time.time() < deadline, "the first cells did not finish"
             time.sleep(0.5)
@@ -118,7 +118,13 @@ def test_the_check_sees_a_cell_that_raises(server):
         (folder / "bad.md").write_text(CHAPTER.read_text().split("---", 2)[0] + "---" + CHAPTER.read_text().split("---", 2)[1]
                                        + "---\n\n# t\n\n```{code-cell} ipython3\nx = 1\n```\n\n"
                                        "```{code-cell} ipython3\nraise ValueError('boom')\n```\n")
-        errors = run_first_cells(server, f"runs/{folder.name}/bad.md", 2, 2)
+        for attempt in range(3):  # on a loaded machine a key can land before the notebook has focus
+            try:
+                errors = run_first_cells(server, f"runs/{folder.name}/bad.md", 2, 2)
+                break
+            except AssertionError as err:
+                if "did not finish" not in str(err) or attempt == 2:
+                    raise
         assert len(errors) == 1 and "boom" in errors[0]
     finally:
         import shutil
