@@ -18,7 +18,8 @@ from torch import nn
 
 from . import aimfair, models, robust, train
 
-__all__ = ["NETWORKS", "network", "Recipe", "Job", "Pending", "Runs", "run_job", "scores", "jtt_data",
+__all__ = ["NETWORKS", "network", "Recipe", "Job", "Pending", "Runs", "fit_job", "job_state", "run_job", "scores",
+           "jtt_data", "identification_job",
            "sft_from_scratch_scores", "lr_search", "condition_judge"]
 
 NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
@@ -62,6 +63,25 @@ class Recipe:
     def make_model(self) -> nn.Module:
         return network(self.model, width=self.width, channels=self.channels, weights=self.weights)
 
+    def from_state(self, state: dict) -> nn.Module:
+        """A network of this recipe holding the weights ``state`` (what a task of the grid returns)."""
+        m = self.make_model()
+        m.load_state_dict(state)
+        return m
+
+    def keyless(self) -> "Recipe":
+        """This recipe without its timing record: the settings alone, as the grid's task keys need."""
+        return dataclasses.replace(self, epoch_seconds=[])
+
+    def train_many(self, jobs, grid=None) -> list[nn.Module]:
+        """The models of ``jobs`` (:class:`Job`), trained as one grid of tasks (:func:`job_state`) on
+        ``grid`` (:class:`fairbook.grid.Grid`; None: here, one by one)."""
+        from . import grid as grids
+
+        states = grids.run(job_state, [{"job": j} for j in jobs], grid or grids.Grid(),
+                           shared={"recipe": self.keyless()}, desc="aimfair models")
+        return [self.from_state(st) for st in states]
+
     def sgd(self, lr: float) -> train.Optim:
         return train.Optim("sgd", lr=lr, momentum=0.9, weight_decay=1e-4)
 
@@ -93,11 +113,13 @@ class Recipe:
                 for name, (X, y) in (("R", R), ("S1", S1), ("S2", S2))}
 
 
-    def mask(self, model: nn.Module, grads: dict, top_k: float, level: str, measure: str = "abs"):
+    def mask(self, model: nn.Module, grads: dict, top_k: float, level: str, measure: str = "abs",
+             k: int | None = None):
         """The selective mask (eqs. 4-5) of ``model`` from its gradients ``grads`` (:meth:`gradients`),
-        with k the ``top_k`` share of its tensors or scalars (:func:`fairbook.aimfair.k_for_fraction`)."""
-        return aimfair.selective_mask(grads["R"], grads["S1"], grads["S2"],
-                                      aimfair.k_for_fraction(model, top_k, level), level=level, measure=measure)
+        with k the ``top_k`` share of its tensors or scalars (:func:`fairbook.aimfair.k_for_fraction`)
+        unless ``k`` is given."""
+        k = aimfair.k_for_fraction(model, top_k, level) if k is None else k
+        return aimfair.selective_mask(grads["R"], grads["S1"], grads["S2"], k, level=level, measure=measure)
 
     def sft_from_scratch(self, R, S1, S2, seed: int, top_k: float, level: str, lr: float):
         """The whole method on one real set (Table 2): ERM on ``R``, the three gradients, the mask, and
@@ -108,9 +130,14 @@ class Recipe:
 
     def error_set(self, X, y, seed: int, epochs: int) -> np.ndarray:
         """JTT's first stage: ERM for ``epochs`` epochs at a constant learning rate, the last epoch
-        kept, and the training rows it misclassifies (:func:`fairbook.robust.error_set`)."""
-        ident = self.train_from_scratch(X, y, seed, epochs=epochs, select=None, schedule=train.Schedule())
-        return robust.error_set(ident, X, y)
+        kept (:func:`identification_job`), and the training rows it misclassifies
+        (:func:`fairbook.robust.error_set`)."""
+        return robust.error_set(fit_job(self, identification_job(X, y, seed, epochs))[0], X, y)
+
+    def error_sets(self, X, y, seeds, epochs: int, grid=None) -> list[np.ndarray]:
+        """:meth:`error_set` for every seed, the identification models trained as one grid."""
+        return [robust.error_set(m, X, y)
+                for m in self.train_many([identification_job(X, y, s, epochs) for s in seeds], grid)]
 
     def jtt(self, X, y, error_set, lam: int, seed: int) -> nn.Module:
         """JTT's second stage: ERM on the training set with the error set upsampled ``lam`` times
@@ -140,16 +167,23 @@ class Job:
     lr: float | None = None
     objective: tuple = ()
     groups: Any = None
+    overrides: dict | None = None  # training from scratch: train.fit settings replacing the recipe's
 
     def fit_kwargs(self) -> dict:
         if not self.objective:
-            return {}
+            return dict(self.overrides or {})
         name, kw = self.objective
         losses = {"cvar_dro": robust.cvar_dro, "group_dro": robust.GroupDRO}
         if name not in losses:
             raise ValueError(f"Job objective must be one of {', '.join(losses)}, got {name!r}")
-        out = {"extra_loss": losses[name](**kw)}
+        out = {**(self.overrides or {}), "extra_loss": losses[name](**kw)}
         return out if self.groups is None else {**out, "groups": self.groups}
+
+
+def identification_job(X, y, seed: int, epochs: int) -> Job:
+    """JTT's identification model: ERM for ``epochs`` epochs at a constant learning rate, the last
+    epoch kept."""
+    return Job(X, y, seed=seed, overrides={"epochs": epochs, "select": None, "schedule": train.Schedule()})
 
 
 @dataclass(frozen=True)
@@ -166,16 +200,23 @@ def scores(model: nn.Module, val: tuple, test: tuple) -> dict:
     return {**aimfair.evaluate(model, *test), **{c: v[c.removeprefix("val_")] for c in Runs.VAL_COLS}}
 
 
+def fit_job(recipe: Recipe, job: Job) -> tuple[nn.Module, float | None]:
+    """Train ``job``: the model and the seconds per fine-tuning epoch (None from scratch)."""
+    if job.base is None:
+        return recipe.train_from_scratch(job.X, job.y, job.seed, **job.fit_kwargs()), None
+    model = recipe.finetune(recipe.from_state(job.base), job.selection, job.X, job.y, lr=job.lr, seed=job.seed)
+    return model, recipe.epoch_seconds[-1]
+
+
+def job_state(recipe: Recipe, job: Job) -> dict:
+    """A task of :mod:`fairbook.grid`: the trained weights of ``job``."""
+    return fit_job(recipe, job)[0].state_dict()
+
+
 def run_job(recipe: Recipe, val: tuple, test: tuple, job: Job, keep: bool = False) -> dict:
     """A task of :mod:`fairbook.grid`: train ``job``, return its :func:`scores`, the seconds per
     fine-tuning epoch (None for training from scratch) and, when ``keep``, the trained weights."""
-    if job.base is None:
-        model, seconds = recipe.train_from_scratch(job.X, job.y, job.seed, **job.fit_kwargs()), None
-    else:
-        base = recipe.make_model()
-        base.load_state_dict(job.base)
-        model = recipe.finetune(base, job.selection, job.X, job.y, lr=job.lr, seed=job.seed)
-        seconds = recipe.epoch_seconds[-1]
+    model, seconds = fit_job(recipe, job)
     return {"scores": scores(model, val, test), "epoch_seconds": seconds,
             "state": model.state_dict() if keep else None}
 
@@ -222,17 +263,20 @@ class Runs:
         self.flush()
         self.rows.append({"table": table, "method": method, "seed": seed, **extra, **scores_})
 
-    def flush(self) -> None:
-        """Do every queued run and append its row, in the order recorded."""
+    def run_tasks(self, fn, tasks, desc: str, **shared) -> list:
+        """:func:`fairbook.grid.run` of ``fn`` on ``grid`` with ``recipe`` (settings only), ``val`` and
+        ``test`` shared by every task."""
         from . import grid as grids
 
+        return grids.run(fn, tasks, self.grid or grids.Grid(), desc=desc,
+                         shared={"recipe": self.recipe.keyless(), "val": self.val, "test": self.test, **shared})
+
+    def flush(self) -> None:
+        """Do every queued run and append its row, in the order recorded."""
         queue, self.queue = self.queue, []
-        jobs = [(job, keep) for _, _, job, keep in queue if isinstance(job, Job)]
+        jobs = [{"job": job, "keep": keep} for _, _, job, keep in queue if isinstance(job, Job)]
         if jobs:
-            recipe = dataclasses.replace(self.recipe, epoch_seconds=[])  # not part of the task keys
-            tasks = [{"job": job, "keep": keep} for job, keep in jobs]
-            shared = {"recipe": recipe, "val": self.val, "test": self.test}
-            done = iter(grids.run(run_job, tasks, self.grid or grids.Grid(), shared=shared, desc="aimfair runs"))
+            done = iter(self.run_tasks(run_job, jobs, "aimfair runs"))
         for index, head, model, keep in queue:
             if isinstance(model, Job):
                 res = next(done)
@@ -240,9 +284,7 @@ class Runs:
                 if res["epoch_seconds"] is not None:
                     self.recipe.epoch_seconds.append(res["epoch_seconds"])
                 if keep:
-                    m = self.recipe.make_model()
-                    m.load_state_dict(res["state"])
-                    self.models[index] = m.eval()
+                    self.models[index] = self.recipe.from_state(res["state"]).eval()
             else:
                 self.rows.append({**head, **scores(model, self.val, self.test)})
                 if keep:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import functools
 import hashlib
 import importlib
 import inspect
@@ -135,23 +136,20 @@ def _importable(fn: Callable) -> None:
 def task_key(fn: Callable, shared_fp: str, kwargs: dict, threads: int) -> str:
     """Cache key of one task: the function's source, the package, threads, the run's data
     fingerprint (``$FAIRBOOK_DATA_FINGERPRINT``, set by the runner), shared and own inputs."""
-    from .runner import package_fingerprint
-
     h = hashlib.sha256()
-    for part in (f"{fn.__module__}.{fn.__qualname__}", inspect.getsource(fn), _package_fp(package_fingerprint),
+    for part in (f"{fn.__module__}.{fn.__qualname__}", inspect.getsource(fn), _package_fingerprint(),
                  str(threads), os.environ.get("FAIRBOOK_DATA_FINGERPRINT", ""), shared_fp, fingerprint(kwargs)):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
 
 
-_PACKAGE_FP: list[str] = []
+@functools.cache
+def _package_fingerprint() -> str:
+    """:func:`fairbook.runner.package_fingerprint`, once per process (the package does not change)."""
+    from .runner import package_fingerprint
 
-
-def _package_fp(compute) -> str:
-    if not _PACKAGE_FP:  # the package does not change within a process
-        _PACKAGE_FP.append(compute())
-    return _PACKAGE_FP[0]
+    return package_fingerprint()
 
 
 # --- what runs in a worker --------------------------------------------------------------------------------
@@ -174,7 +172,7 @@ def _call(fn: Callable, shared: Any, kwargs: dict, threads: int) -> tuple[bool, 
     torch.set_num_threads(threads)
     try:
         return True, fn(**shared, **kwargs)
-    except BaseException:  # noqa: BLE001 - reported to the parent with the task's parameters
+    except Exception:  # noqa: BLE001 - reported to the parent with the task's parameters; an interrupt is not
         return False, traceback.format_exc()
     finally:
         torch.set_num_threads(before)

@@ -194,17 +194,13 @@ def status_page(runs: list[runner.Run]) -> str:
     """The front page's table (included by ``book/intro.md``): per paper its chapter, the parts of the
     paper its claims test (the claims' ``source``) and its reproduced / contradicted / inconclusive
     counts, from each run's ``results/claims.csv`` (the Scorecard's numbers)."""
-    import pandas as pd
-
     lines = ["| paper | chapter | parts of the paper tested | reproduced | contradicted | inconclusive |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in runs:
-        p = r.provenance
-        path = r.path / "results" / "claims.csv"
-        if not path.exists():
-            lines.append(f"| {p['chapter'].upper()} | {{doc}}`chapters/{p['chapter']}` | no claims table | | | |")
+        p, df = r.provenance, _claims(r)
+        if df is None:
+            lines.append(f"| {_paper_name(p['chapter'])} | {{doc}}`chapters/{p['chapter']}` | no claims table | | | |")
             continue
-        df = pd.read_csv(path, dtype={"source": str}).fillna({"source": ""})
         parts = sorted({m.group(0) for src in df.source for m in _PART.finditer(src)}, key=_part_order)
         n = df.verdict.value_counts()
         lines.append(f"| {_paper_name(p['chapter'])} | {{doc}}`chapters/{p['chapter']}` | {_cell(', '.join(parts))} "
@@ -213,6 +209,17 @@ def status_page(runs: list[runner.Run]) -> str:
     lines += ["", f"Counts from the runs of this build (profile {', '.join(f'`{x}`' for x in profiles)}); "
               "{doc}`scorecard` gives every claim with its estimate, interval and test."]
     return "\n".join(lines) + "\n"
+
+
+def _claims(run: runner.Run):
+    """The run's ``results/claims.csv`` (text columns as strings, empty where missing), or None."""
+    import pandas as pd
+
+    path = run.path / "results" / "claims.csv"
+    if not path.exists():
+        return None
+    text = ("note", "section", "source")
+    return pd.read_csv(path, dtype=dict.fromkeys(text, str)).fillna(dict.fromkeys(text, ""))
 
 
 def _paper_name(chapter: str) -> str:
@@ -225,8 +232,6 @@ _PART = re.compile(r"(Tables?|Figs?\.|Theorem)\s*[A-Z]?\d+[a-z]?(?:\s*[–-]\s*[
 
 def _part_order(part: str) -> tuple:
     """Tables, then figures, then theorems, each by number."""
-    import re
-
     kind = 0 if part.startswith("Table") else 1 if part.startswith("Fig") else 2
     num = re.search(r"\d+(\.\d+)?", part)
     return kind, float(num.group()) if num else 0.0, part
@@ -235,8 +240,6 @@ def _part_order(part: str) -> tuple:
 def scorecard_page(runs: list[runner.Run]) -> str:
     """The "Scorecard" page: every claim of every chapter's run with its estimate, interval, test and
     verdict (from ``results/claims.csv``, see :mod:`fairbook.claims`), and a summary line per paper."""
-    import pandas as pd
-
     from . import claims as C
 
     lines = [
@@ -252,13 +255,11 @@ def scorecard_page(runs: list[runner.Run]) -> str:
         "from each run's `results/claims.csv`.", "",
     ]
     for r in runs:
-        path = r.path / "results" / "claims.csv"
-        p = r.provenance
+        p, df = r.provenance, _claims(r)
         lines += [f"## {p['title']}", ""]
-        if not path.exists():
+        if df is None:
             lines += [f"The {p['chapter']} run (`{r.path.name}`) wrote no claims table.", ""]
             continue
-        df = pd.read_csv(path, dtype={"note": str, "section": str}).fillna({"note": "", "section": ""})
         lines += [f"**{C.summary(df)}** (profile `{p['profile']}`, run `{r.path.name}`).", "",
                   "| verdict | claim | paper | this run: estimate [95 % CI] | unit (n) | p (Holm) | MDE |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]

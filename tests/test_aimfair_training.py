@@ -222,3 +222,29 @@ def test_a_job_needs_the_recipe():
     X, y, s = _tiny()
     with pytest.raises(ValueError, match="recipe"):
         AT.Runs((X, y, s), (X, y, s)).record("t", "m", 0, AT.Job(X, y, seed=0))
+
+
+def test_train_many_and_error_sets_equal_training_one_by_one(tmp_path, monkeypatch):
+    from fairbook import grid
+
+    monkeypatch.setenv("FAIRBOOK_TASKS", str(tmp_path))
+    X, y, _ = _tiny()
+    Xv, yv, _ = _tiny(seed=1)
+    recipe = AT.Recipe("cnn", (Xv, yv), batch_size=16, pre_epochs=2, pre_milestone=1, channels=(4, 4, 4))
+    same_threads = grid.Grid("local", 1, threads=torch.get_num_threads())
+    many = recipe.train_many([AT.Job(X, y, seed=s) for s in (0, 1)], same_threads)
+    for s, m in zip((0, 1), many):
+        one = recipe.train_from_scratch(X, y, s)
+        for (k, a), b in zip(m.state_dict().items(), one.state_dict().values()):
+            assert torch.equal(a, b), k
+    sets = recipe.error_sets(X, y, [0, 1], 1, same_threads)
+    assert all(np.array_equal(e, recipe.error_set(X, y, s, 1)) for s, e in zip((0, 1), sets))
+
+
+def test_the_mask_takes_an_explicit_k():
+    X, y, _ = _tiny()
+    recipe = AT.Recipe("cnn", (X, y), batch_size=16, channels=(4, 4, 4))
+    model = recipe.make_model()
+    g = recipe.gradients(model, (X, y), (X, y), (X[::-1].copy(), y[::-1].copy()), 0)
+    assert len(recipe.mask(model, g, 0.5, "tensor", k=2).trainable) <= 2
+    assert recipe.mask(model, g, 0.5, "tensor").k == A.k_for_fraction(model, 0.5, "tensor")
