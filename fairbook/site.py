@@ -89,23 +89,51 @@ def page_notebook(run: runner.Run, dest: Path) -> Path:
     return dest
 
 
-_PLOTTING = re.compile(r"^\s*(ax\b|axes\b|fig\b|plt\.|sns\.|fb\.plotting\.|for ax\b|.*\.set_(x|y)?(label|title|ticks|lim)"
+_PLOTTING = re.compile(r"^\s*(ax\b|axes\b|fig\b|plt\.|sns\.|fb\.plotting\.|for ax\b|(\w+\s*,\s*)*\w+\s*=\s*(plt|sns)\.|g\.(set_\w+|figure|axes|add_legend)\b|.*\.set_(x|y)?(label|title|ticks|lim)"
                        r"|.*\.(legend|annotate|axhline|axvline|text|errorbar|bar|barh|scatter|plot|imshow|fill_between)\()")
+#: lines that only present a result (a figure, a glued value, a saved or displayed table)
+_PRESENTING = re.compile(r"^\s*(glue\(|display\(|fb\.io\.save_table\()")
+#: lines that only steer (loops, branches, definitions): neither computing nor presenting
+_STEERING = re.compile(r"^\s*(for|if|elif|else|def|return|continue|break|try|except|finally|with)\b")
 #: a call of the book's methods (the package, not its plotting and file helpers): such a cell stays open
 _METHOD_CALL = re.compile(r"\b(fb\.(?!plotting|io\b)\w+|mime|hbr|gcm|aimfair|\w+_claims|aimfair_training|ddpm|ctx)"
                           r"\.\w+(\.\w+)*\(")
 _FIGSIZE = re.compile(r"figsize\s*=\s*\(\s*([\d.]+)")
 
 
+def _statements(source: str) -> list[str]:
+    """The cell's logical lines (a call spread over several lines is one), comments and blanks left
+    out; physical lines where the source does not tokenize (e.g. IPython magics)."""
+    import io
+    import tokenize
+
+    lines = source.splitlines()
+    try:
+        ends = [tok.end[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.NEWLINE]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [ln for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    out, start = [], 0
+    for end in ends:
+        chunk = [ln for ln in lines[start:end] if ln.strip() and not ln.strip().startswith("#")]
+        out += ["\n".join(chunk)] if chunk else []
+        start = end
+    return out
+
+
 def display_tags(source: str) -> set[str]:
-    """Page tags of a code cell: ``hide-input`` (folded code) when at least half of its lines draw a
-    figure (matplotlib / seaborn / ``fb.plotting``) and it calls none of the book's methods, so that
-    method calls stay visible and plotting code does not; ``full-width`` when it draws a figure 10 inches wide or more (multi-panel figures
-    use the page width)."""
-    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    """Page tags of a code cell: ``hide-input`` (folded code) when it draws a figure (matplotlib /
+    seaborn / ``fb.plotting``), at least half of its lines that are not loops or branches present
+    (plot, glue, display or save a table), and none of its other lines calls a method of the book:
+    a method call stays visible (one inside a plot title does not count), plotting code does not.
+    ``full-width`` when it draws a figure 10 inches wide or more (multi-panel figures use the page
+    width)."""
+    lines = _statements(source)
+    plotting = [ln for ln in lines if _PLOTTING.match(ln)]
+    presenting = [ln for ln in lines if not _PLOTTING.match(ln) and _PRESENTING.match(ln)]
+    working = [ln for ln in lines if ln not in plotting and ln not in presenting and not _STEERING.match(ln)]
     tags = set()
-    if (lines and sum(bool(_PLOTTING.match(ln)) for ln in lines) * 2 >= len(lines)
-            and not _METHOD_CALL.search(source)):
+    if plotting and len(plotting) + len(presenting) >= len(working) and not any(map(_METHOD_CALL.search, working)):
         tags.add("hide-input")
     if any(float(w) >= 10 for w in _FIGSIZE.findall(source)):
         tags.add("full-width")

@@ -344,3 +344,52 @@ class _PageCheck:
         probs += [f"uncaught JS error: {e}" for e in self._js_errors]
         probs += [f"non-local request: {u}" for u in self.requests if not self.allowed(u)]
         self.info["requests"] = len(self.requests)
+
+
+_LAYOUT_JS = r"""
+() => {
+  const shown = el => { const r = el.getBoundingClientRect();  // checkVisibility: false inside a closed <details>
+    return el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}) && r.width > 0 && r.height > 0; };
+  const h1 = document.querySelector("article.bd-article h1") || document.querySelector("article h1");
+  const section = h1.closest("section") || h1.parentElement;
+  const blocks = [...section.querySelectorAll(":scope > *")].filter(el => el !== h1 && shown(el));
+  const first = blocks.length ? blocks[0] : null;
+  const codes = [...document.querySelectorAll("div.cell_input")].filter(shown);
+  const firstCode = codes.length ? codes[0] : null;
+  const paras = [...section.querySelectorAll("p")].filter(shown);
+  const proseFirst = !!(paras.length && (!firstCode ||
+      (paras[0].compareDocumentPosition(firstCode) & Node.DOCUMENT_POSITION_FOLLOWING)));
+  const params = [...document.querySelectorAll("details")].find(d => d.textContent.includes("Parameters of this run"));
+  const folded = [...document.querySelectorAll("div.cell.tag_hide-input")];
+  const text = paras.length ? paras[0].getBoundingClientRect().width : 0;
+  return {
+    firstBlock: first ? first.tagName.toLowerCase() + (first.className ? "." + first.className.split(" ")[0] : "") : null,
+    proseBeforeCode: proseFirst,
+    parametersFolded: !!params && !params.open && ![...params.querySelectorAll("table")].some(shown),
+    foldedCells: folded.length,
+    foldedCodeShown: folded.filter(c => { const i = c.querySelector("div.cell_input"); return i && shown(i); }).length,
+    foldedOutputsShown: folded.filter(c => [...c.querySelectorAll("div.cell_output img")].some(shown)).length,
+    wideCells: [...document.querySelectorAll("div.cell.tag_full-width")].map(c => c.getBoundingClientRect().width / text),
+  };
+}
+"""
+
+
+def chapter_layout(html_file: Path, *, chromium: Path = CHROMIUM, width: int = 1400) -> dict:
+    """What a reader sees of a chapter page in a ``width``-pixel window: the first block under the
+    title, whether prose comes before the first visible code, whether the parameters block is
+    folded, how many cells have folded code (``foldedCodeShown``: how many of those show it anyway;
+    ``foldedOutputsShown``: how many still show their figure) and the width of each ``full-width``
+    cell relative to a paragraph of text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file://", *_INERT_SCHEMES))
+                       else r.abort("blockedbyclient"))
+            page.goto(Path(html_file).resolve().as_uri(), wait_until="load")
+            return page.evaluate(_LAYOUT_JS)
+        finally:
+            browser.close()

@@ -128,3 +128,32 @@ def test_chapter_pages_lead_with_the_argument(smoke_site):
         assert body.count("Parameters of this run") == 1
         assert "_static/fairbook.css" in page  # long code lines wrap
     assert (html / "_static" / "fairbook.css").exists()
+
+
+def test_chapter_pages_as_a_reader_sees_them(smoke_site):
+    """In Chromium at 1400 px: prose first, the parameters folded, plotting code folded with its
+    figures shown, multi-panel figures wider than the text."""
+    from sitecheck import chapter_layout
+
+    _, html = smoke_site
+    for name in chapters.available():
+        lay = chapter_layout(html / "book" / "chapters" / f"{name}.html")
+        assert lay["firstBlock"] == "p" and lay["proseBeforeCode"], (name, lay)
+        assert lay["parametersFolded"], (name, lay)
+        assert lay["foldedCells"] >= 2 and lay["foldedCodeShown"] == 0, (name, lay)
+        assert lay["foldedOutputsShown"] >= 2, (name, lay)
+        assert lay["wideCells"] and min(lay["wideCells"]) > 1.2, (name, lay)
+
+
+def test_the_reader_check_sees_unfolded_code(smoke_site, tmp_path):
+    """Negative control: the same page with its folds opened shows code the check must count."""
+    from sitecheck import chapter_layout
+
+    _, html = smoke_site
+    page = (html / "book" / "chapters" / "gcm.html").read_text()
+    opened = tmp_path / "book" / "chapters" / "gcm.html"
+    shutil.copytree(html, tmp_path, dirs_exist_ok=True)
+    opened.write_text(page.replace('<details class="admonition hide above-input"',
+                                   '<details open class="admonition hide above-input"'))
+    lay = chapter_layout(opened)
+    assert lay["foldedCodeShown"] == lay["foldedCells"] > 0, lay

@@ -46,6 +46,21 @@ def test_method_calls_stay_visible_and_plain_cells_get_no_tags():
     assert site.display_tags("x = fb.mime.curve(a)\ny = x + 1") == set()
 
 
+def test_what_counts_toward_folding():
+    # a method called inside a plot title is part of the figure, not a step of the method
+    assert site.display_tags('fig, ax = plt.subplots()\nax.set_title(f"{fb.mime.domain_gap(a, b):.2f}")') \
+        == {"hide-input"}
+    # glued values and saved tables present a result; loops only steer
+    assert site.display_tags('for ax in axes:\n    ax.plot(x)\nfor k in ks:\n    glue(k, fb.claims.Text(k))\n'
+                             'fb.io.save_table(t, "t")\nt = t.round(2)') == {"hide-input"}
+    # a call spread over lines is one statement
+    assert site.display_tags('n = len(x)\ng = sns.relplot(d, x="a",\n                y="b",\n                col="c")\n'
+                             'g.set_axis_labels("a", "b")') == {"hide-input"}
+    # more computing than presenting, or no figure at all: open
+    assert site.display_tags("a = 1\nb = a + 1\nc = b * 2\nplt.plot(c)") == set()
+    assert site.display_tags('glue("x", fb.claims.Text("1"))') == set()
+
+
 def test_the_front_page_table_counts_each_papers_verdicts(tmp_path):
     page = site.status_page([fake_run(tmp_path, "gcm"), fake_run(tmp_path, "aimfair", verdicts=("contradicted",) * 3)])
     assert "| GCM | {doc}`chapters/gcm` | Table 1, Table 2, Fig. 4 | 1 | 0 | 2 |" in page
