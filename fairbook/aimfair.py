@@ -61,7 +61,7 @@ __all__ = [
     "bias_ratios", "balanced_ratios", "dataset_gradients", "SelectiveMask", "selective_mask",
     "k_for_fraction", "selective_finetune", "finetune", "bn_recalibration", "random_like", "blocks", "full", "linear_probe", "random_selection",
     "update_one_block", "freeze_one_block", "supplement", "repair", "evaluate", "aggregate",
-    "take", "join", "context_cell_size", "context_rows", "draw_cells", "subsample", "celeba_setting",
+    "take", "join", "context_cell_size", "context_rows", "draw_cells", "cell_grid", "subsample", "celeba_setting",
     "utkface_setting", "synthetic_table", "check_parameters",
     "input_files",
 ]
@@ -1278,6 +1278,22 @@ def draw_cells(X, y, s, ratios: Sequence[float], n: int, rng: np.random.Generato
     pool. Returns ``(X, y, s)``."""
     idx = cell_rows(y, s, cell_counts(n, ratios), rng)
     return take(X, idx), y[idx], s[idx]
+
+
+def cell_grid(X, y, s, per_cell: int = 8) -> np.ndarray:
+    """The images of a synthetic set laid out for ``imshow``: one row per (y, s) cell in
+    :data:`CELLS` order, ``per_cell`` images spread evenly over the cell's rows; an (H·cells,
+    W·per_cell, C) array clipped to [0, 1]. ``X``: (N, C, H, W) images or an image table."""
+    y, s = np.asarray(y), np.asarray(s)
+    rows = []
+    for yy, ss in CELLS:
+        idx = np.flatnonzero((y == yy) & (s == ss))
+        if len(idx) == 0:
+            raise ValueError(f"cell_grid: the cell (y={yy}, s={ss}) has no image")
+        idx = idx[np.linspace(0, len(idx) - 1, per_cell).astype(int)]
+        imgs = X[idx] if isinstance(X, np.ndarray) else np.stack([X[int(i)][0].numpy() for i in idx])
+        rows.append(np.concatenate(list(imgs), axis=2))
+    return np.clip(np.concatenate(rows, axis=1).transpose(1, 2, 0), 0, 1)
 
 
 def subsample(X, y, s, n: int, rng: np.random.Generator, ratios: Sequence[float] | None = None):

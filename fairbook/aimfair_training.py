@@ -19,7 +19,7 @@ from torch import nn
 from . import aimfair, models, robust, train
 
 __all__ = ["NETWORKS", "network", "Recipe", "Job", "Pending", "Runs", "fit_job", "job_state", "run_job", "scores",
-           "jtt_data", "identification_job",
+           "jtt_data", "identification_job", "pool_draw", "Prepared", "prepare",
            "sft_from_scratch_scores", "lr_search", "condition_judge"]
 
 NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
@@ -330,6 +330,45 @@ def lr_search(runs: Runs, finetune, selections: dict, seeds, lrs, keep=(), befor
     runs.rows += [dict(r, table=table) for r in list(runs.rows)
                   if r["table"] == "lr search" and r["lr"] == best[r["method"]]]
     return best, {(name, s): runs.models[kept[name, s, best[name]].index] for name in keep for s in seeds}
+
+
+def pool_draw(pool: tuple, ratios, n: int, master: int, seed: int, stream: int) -> tuple:
+    """``n`` rows of the synthetic ``pool`` (X, y, s) with the (y, s) cell shares ``ratios``, without
+    repeats (:func:`fairbook.aimfair.draw_cells`), from the random stream (master seed, model seed,
+    stream): each seed draws its own sets, and each use of the pool its own stream."""
+    return aimfair.draw_cells(*pool, ratios, n, np.random.default_rng([master, seed, stream]))
+
+
+@dataclass
+class Prepared:
+    """Per model seed: the model pre-trained on the real set, the biased and balanced synthetic sets
+    S1 and S2 as (X, y), the three dataset gradients (eqs. 1-3) and the seconds the gradients and
+    the mask took."""
+
+    pretrained: dict
+    S1: dict
+    S2: dict
+    grads: dict
+    mask_seconds: list
+
+
+def prepare(recipe: Recipe, R: tuple, pool: tuple, seeds, master: int, n: int, real_ratios, top_k: float,
+            level: str, grid=None) -> Prepared:
+    """The start of AIM-Fair for every seed: ERM on the real set ``R`` = (X, y) (the models train as
+    one grid, :meth:`Recipe.train_many`), S1 with the real set's cell ratios ``real_ratios`` and a
+    balanced S2 of ``n`` images each drawn from ``pool`` (streams 12 and 11 of
+    :func:`pool_draw`), the gradients on R, S1 and S2, and the mask (eqs. 4-5, timed; the chapter
+    recomputes masks from ``grads`` as it needs them)."""
+    pretrained = dict(zip(seeds, recipe.train_many([Job(*R, seed=s) for s in seeds], grid)))
+    out = Prepared(pretrained, {}, {}, {}, [])
+    for s in seeds:
+        out.S1[s] = pool_draw(pool, real_ratios, n, master, s, 12)[:2]
+        out.S2[s] = pool_draw(pool, aimfair.balanced_ratios(), n, master, s, 11)[:2]
+        t = time.perf_counter()
+        out.grads[s] = recipe.gradients(pretrained[s], R, out.S1[s], out.S2[s], s)
+        recipe.mask(pretrained[s], out.grads[s], top_k, level)
+        out.mask_seconds.append(time.perf_counter() - t)
+    return out
 
 
 def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, epochs: int = 3,

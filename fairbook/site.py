@@ -131,7 +131,7 @@ def display_tags(source: str) -> set[str]:
     lines = _statements(source)
     plotting = [ln for ln in lines if _PLOTTING.match(ln)]
     presenting = [ln for ln in lines if not _PLOTTING.match(ln) and _PRESENTING.match(ln)]
-    working = [ln for ln in lines if ln not in plotting and ln not in presenting and not _STEERING.match(ln)]
+    working = [ln for ln in lines if not (_PLOTTING.match(ln) or _PRESENTING.match(ln) or _STEERING.match(ln))]
     tags = set()
     if plotting and len(plotting) + len(presenting) >= len(working) and not any(map(_METHOD_CALL.search, working)):
         tags.add("hide-input")

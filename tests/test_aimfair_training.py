@@ -248,3 +248,45 @@ def test_the_mask_takes_an_explicit_k():
     g = recipe.gradients(model, (X, y), (X, y), (X[::-1].copy(), y[::-1].copy()), 0)
     assert len(recipe.mask(model, g, 0.5, "tensor", k=2).trainable) <= 2
     assert recipe.mask(model, g, 0.5, "tensor").k == A.k_for_fraction(model, 0.5, "tensor")
+
+
+def test_pool_draw_is_draw_cells_on_its_own_stream():
+    X, y, s = _tiny(96)
+    got = AT.pool_draw((X, y, s), A.balanced_ratios(), 16, 7, 2, 11)
+    want = A.draw_cells(X, y, s, A.balanced_ratios(), 16, np.random.default_rng([7, 2, 11]))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    other = AT.pool_draw((X, y, s), A.balanced_ratios(), 16, 7, 3, 11)  # another seed: another draw
+    assert not np.array_equal(got[0], other[0])
+
+
+def test_prepare_is_pretraining_draws_and_gradients_seed_by_seed(tmp_path, monkeypatch):
+    from fairbook import grid
+
+    monkeypatch.setenv("FAIRBOOK_TASKS", str(tmp_path))
+    X, y, _ = _tiny()
+    pool = _tiny(96, seed=2)
+    Xv, yv, _ = _tiny(seed=1)
+    recipe = AT.Recipe("cnn", (Xv, yv), batch_size=16, pre_epochs=2, pre_milestone=1, channels=(4, 4, 4))
+    ratios = A.bias_ratios("1:4")
+    prep = AT.prepare(recipe, (X, y), pool, [0, 1], 5, 24, ratios, 0.5, "tensor",
+                      grid.Grid("local", 1, threads=torch.get_num_threads()))
+    assert len(prep.mask_seconds) == 2
+    for s in (0, 1):
+        assert _same(recipe.train_from_scratch(X, y, s), prep.pretrained[s])
+        S1 = AT.pool_draw(pool, ratios, 24, 5, s, 12)[:2]
+        S2 = AT.pool_draw(pool, A.balanced_ratios(), 24, 5, s, 11)[:2]
+        assert all(np.array_equal(a, b) for a, b in zip(S1 + S2, prep.S1[s] + prep.S2[s]))
+        g = recipe.gradients(prep.pretrained[s], (X, y), S1, S2, s)
+        assert all(torch.equal(g[k][n], prep.grads[s][k][n]) for k in g for n in g[k])
+
+
+def test_cell_grid_lays_out_each_cell_in_a_row():
+    y = np.array([0, 0, 1, 1] * 4)
+    s = np.array([0, 1, 0, 1] * 4)
+    X = np.zeros((16, 3, 2, 2), np.float32) + np.arange(16)[:, None, None, None] / 16
+    grid = A.cell_grid(X, y, s, per_cell=2)
+    assert grid.shape == (8, 4, 3)
+    # row (1, 0): rows 2, 6, 10, 14 of X; two spread evenly: the first and the last
+    assert grid[4, 0, 0] == X[2, 0, 0, 0] and grid[4, 2, 0] == X[14, 0, 0, 0]
+    with pytest.raises(ValueError, match="no image"):
+        A.cell_grid(X[:2], y[:2], s[:2])
