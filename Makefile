@@ -34,7 +34,7 @@ lab-setup: $(LAB)
 
 $(LAB): $(STAMP)
 	$(BIN)/python -m pip install --quiet 'jupyterlab>=4.2,<5' 'jupyterlab-myst>=2.4'
-	$(BIN)/python -c "from fairbook import lab; lab.write_settings()"
+	$(BIN)/python -c "from fairbook.book import lab; lab.write_settings()"
 	touch $@
 
 # MathJax 3 from npm, served by the site itself so that math renders offline.

@@ -19,7 +19,7 @@ import torch
 
 os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
 from fairbook import hbr, mime, models, train  # noqa: E402
-from fairbook.batched import fit_many  # noqa: E402
+from fairbook.train import fit_many  # noqa: E402
 
 
 def timed(fn):

@@ -57,7 +57,7 @@ def workload(name, in_dim, widths, out_dim, n, epochs, batch_size, loss):
     make = lambda: models.MLP(in_dim, widths, out_dim)  # noqa: E731
     spec = train.Optim("sgd", lr=0.01)
     base = dict(epochs=epochs, batch_size=batch_size, optim=spec, loss=loss, select=None)
-    crit = train._loss_fn(loss)
+    crit = train.loss_fn(loss)
     fit = lambda **kw: train.fit(make(), X, y, **base, **kw)  # noqa: E731
     fit()  # warm-up
     dl = min(timed(lambda: dataloader_loop(make(), X, y, epochs, batch_size, crit)) for _ in range(2))

@@ -15,7 +15,8 @@ import time
 os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
 import fairbook  # noqa: E402,F401
 
-from fairbook import chapters, gcm, grid  # noqa: E402
+from fairbook import gcm, grid  # noqa: E402
+from fairbook.book import chapters  # noqa: E402
 
 
 def main():

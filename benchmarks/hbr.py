@@ -19,7 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
 import fairbook  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch)
-from fairbook import chapters, data, hbr, runner  # noqa: E402
+from fairbook import data, hbr  # noqa: E402
+from fairbook.book import chapters, runner  # noqa: E402
 
 
 def aum_overhead(repeats: int = 5) -> dict:

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("FAIRBOOK_PROGRESS", "0")
 
-from fairbook import mime, runner  # noqa: E402
+from fairbook import mime  # noqa: E402
+from fairbook.book import runner  # noqa: E402
 
 
 def push_throughput(n: int = 10_000_000, repeats: int = 3) -> dict:

@@ -1,6 +1,6 @@
 """fairbook: tested implementations of the methods and metrics of four fairness papers.
 
-Import is light: submodules load on first use (``fairbook.mime``, ``fairbook.runner``, ...).
+Import is light: submodules load on first use (``fairbook.mime``, ``fairbook.book.runner``, ...).
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ __version__ = "0.1.0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-_SUBMODULES = {"aimfair", "aimfair_claims", "chapters", "claims", "cli", "data", "gcm", "gcm_claims", "robust", "aimfair_training",
-               "book_ready", "grid", "lab", "hbr", "hbr_claims", "io", "metrics", "mime", "models", "params", "plotting", "prose", "runner", "site",
-               "stats", "train"}
+_SUBMODULES = {"claims", "data", "errors", "generative", "grid", "io", "metrics", "models", "paths", "plotting",
+               "stats", "train",  # the core
+               "mime", "hbr", "gcm", "aimfair",  # one subpackage per paper
+               "book"}  # the harness: parameters, runner, site, command line
 
 
 def __getattr__(name: str):

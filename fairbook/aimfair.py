@@ -126,7 +126,7 @@ def _batches(X, y, order: np.ndarray, batch_size: int, num_workers: int):
         for batch in loader:
             yield batch[0], torch.as_tensor(batch[1])
     else:
-        X_t, y_t = train._as_tensor(X), train._as_tensor(y).long()
+        X_t, y_t = train.as_tensor(X), train.as_tensor(y).long()
         idx = torch.as_tensor(order)
         for i in range(0, len(idx), batch_size):
             yield X_t[idx[i:i + batch_size]], y_t[idx[i:i + batch_size]]
@@ -194,7 +194,7 @@ def dataset_gradients(model: nn.Module, X, y=None, *, batch_size: int = 128, los
     saved_grads = {k: (None if p.grad is None else p.grad.detach().clone()) for k, p in params.items()}
     saved_flags = {k: p.requires_grad for k, p in params.items()}
     was_training = model.training
-    criterion = train._loss_fn(loss)
+    criterion = train.loss_fn(loss)
     sums = {k: torch.zeros(p.shape, dtype=torch.float64) for k, p in params.items()}
     try:
         model.to(dev)
@@ -1158,7 +1158,7 @@ _FACE_DATASETS = ("celeba", "utkface")  #: the paper's datasets (§4.1), read fr
 
 def check_parameters(values: dict) -> None:
     """Conditions on the AIM-Fair chapter's parameters, checked before any kernel starts
-    (:mod:`fairbook.runner`); raises :class:`fairbook.params.ParameterError` naming the parameter.
+    (:mod:`fairbook.book.runner`); raises :class:`fairbook.errors.ParameterError` naming the parameter.
     Only the keys present in ``values`` are checked.
 
     ``real_bias``, ``test_bias`` and every ``syn_bias_sweep`` entry must parse with :func:`bias_ratios`; ``top_k``
@@ -1168,7 +1168,7 @@ def check_parameters(values: dict) -> None:
     ``model='resnet18'``, ``weights`` (the paper fine-tunes an ImageNet-pretrained ResNet-18);
     ``model='cnn'`` and ``'narrow-resnet18'`` are for the 28×28 datasets, not for CelebA or UTKFace.
     """
-    from .params import ParameterError
+    from .errors import ParameterError
 
     def bad(name, msg):
         raise ParameterError(f"parameter '{name}' of chapter 'aimfair': {msg}; got {values[name]!r}")
@@ -1217,14 +1217,14 @@ def check_parameters(values: dict) -> None:
 
 
 def input_files(values: dict) -> dict[str, Path]:
-    """Files besides the datasets that decide a run's result (fingerprinted by :mod:`fairbook.runner`):
+    """Files besides the datasets that decide a run's result (fingerprinted by :mod:`fairbook.book.runner`):
     the manifests (:data:`fairbook.generative.sd.MANIFEST`, written last, so it marks a finished
     layout and lists every image with its prompt and seed) of ``sd_images`` and ``sd_plain_images``
     when ``dataset='celeba'`` or ``'utkface'`` reads them, and the ``weights`` file when
     ``model='resnet18'`` loads it; empty parameters are skipped. Relative paths are taken from the current directory. A path that
-    does not exist raises :class:`fairbook.params.ParameterError` naming the parameter."""
+    does not exist raises :class:`fairbook.errors.ParameterError` naming the parameter."""
     from .generative import sd
-    from .params import ParameterError
+    from .errors import ParameterError
 
     def bad(name, msg):
         raise ParameterError(f"parameter '{name}' of chapter 'aimfair': {msg}; got {values[name]!r}")

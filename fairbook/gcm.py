@@ -101,7 +101,7 @@ def _binary_tensor(t, name: str, like: torch.Tensor) -> torch.Tensor:
 def make_batch(model: nn.Module, x, y, a) -> dict[str, Any]:
     """The ``batch`` dict :func:`fairbook.train.fit` passes to ``extra_loss``, built by hand
     (``logits = model(x)`` with its graph): for analyses and tests outside the engine."""
-    x = x if torch.is_tensor(x) else train._as_tensor(x)
+    x = x if torch.is_tensor(x) else train.as_tensor(x)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None and x.is_floating_point():
         x = x.to(dtype)
@@ -1385,8 +1385,8 @@ def subgroup_sizes_per_iteration(y, a, batch_size: int) -> pd.DataFrame:
 # --- the chapter's parameter checks ----------------------------------------------------------------------
 def check_parameters(values: dict) -> None:
     """Conditions between the GCM chapter's parameters, checked before any kernel starts
-    (:mod:`fairbook.runner`)."""
-    from .params import ParameterError
+    (:mod:`fairbook.book.runner`)."""
+    from .errors import ParameterError
 
     def bad(name, msg):
         raise ParameterError(f"parameter '{name}' of chapter 'gcm': {msg}; got {values[name]!r}")

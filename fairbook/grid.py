@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from .io import progress_enabled
+from .paths import runs_dir, scope_of, source_fingerprint
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -76,8 +77,6 @@ class Grid:
 
 def cache_dir() -> Path:
     """``$FAIRBOOK_TASKS``, else ``<runs>/.tasks`` (the runner's runs directory)."""
-    from .runner import runs_dir
-
     return Path(os.environ.get("FAIRBOOK_TASKS") or runs_dir() / ".tasks")
 
 
@@ -134,10 +133,11 @@ def _importable(fn: Callable) -> None:
 
 
 def task_key(fn: Callable, shared_fp: str, kwargs: dict, threads: int) -> str:
-    """Cache key of one task: the function's source, the package, threads, the run's data
+    """Cache key of one task: the function's source, the core and the function's own paper subpackage
+    (:func:`fairbook.paths.source_fingerprint`), threads, the run's data
     fingerprint (``$FAIRBOOK_DATA_FINGERPRINT``, set by the runner), shared and own inputs."""
     h = hashlib.sha256()
-    for part in (f"{fn.__module__}.{fn.__qualname__}", inspect.getsource(fn), _package_fingerprint(),
+    for part in (f"{fn.__module__}.{fn.__qualname__}", inspect.getsource(fn), _source_fingerprint(scope_of(fn.__module__)),
                  str(threads), os.environ.get("FAIRBOOK_DATA_FINGERPRINT", ""), shared_fp, fingerprint(kwargs)):
         h.update(part.encode())
         h.update(b"\0")
@@ -145,11 +145,9 @@ def task_key(fn: Callable, shared_fp: str, kwargs: dict, threads: int) -> str:
 
 
 @functools.cache
-def _package_fingerprint() -> str:
-    """:func:`fairbook.runner.package_fingerprint`, once per process (the package does not change)."""
-    from .runner import package_fingerprint
-
-    return package_fingerprint()
+def _source_fingerprint(paper: str | None) -> str:
+    """:func:`fairbook.paths.source_fingerprint`, once per process (the package does not change)."""
+    return source_fingerprint(paper)
 
 
 # --- what runs in a worker --------------------------------------------------------------------------------

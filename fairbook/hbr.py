@@ -378,7 +378,7 @@ class Recipe:
         """One model per ``(X, y)`` of ``datasets`` and seed, trained together
         (:func:`fairbook.batched.fit_many`: equal to separate fits; one after another where the
         models cannot be batched)."""
-        from .batched import fit_many
+        from .train import fit_many
 
         shape = tuple(datasets[0][0].shape[1:])
         models_ = [train.seeded(lambda: self.build(shape, n_classes), s) for s in seeds]
@@ -726,7 +726,7 @@ def holdout_reserve(y_full, taken, n_per_class: int, seed: int, n_classes: int |
 
 def check_parameters(values: dict) -> None:
     """Conditions between the chapter's parameters, checked before any kernel starts."""
-    from .params import ParameterError
+    from .errors import ParameterError
 
     def bad(name, msg):
         raise ParameterError(f"parameter '{name}' of chapter 'hbr': {msg}; got {values[name]!r}")

@@ -45,11 +45,6 @@ def record(key: str, value: Any) -> None:
     path.write_text(json.dumps(info, indent=2, default=str))
 
 
-def cache_home() -> Path:
-    """The user cache of fairbook: ``$XDG_CACHE_HOME/fairbook`` or ``~/.cache/fairbook``."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fairbook"
-
-
 def progress_enabled() -> bool:
     """tqdm bars are shown unless ``FAIRBOOK_PROGRESS=0`` (set by the runner and the tests)."""
     return os.environ.get("FAIRBOOK_PROGRESS", "1") != "0"

@@ -47,7 +47,7 @@ SMALL = 0.25
 
 def check_parameters(values: dict) -> None:
     """Conditions across the MIME chapter's parameters, checked before any kernel starts."""
-    from .params import ParameterError
+    from .errors import ParameterError
 
     for name in ("betas", "map_betas", "emp_betas"):
         b = values.get(name)
@@ -816,7 +816,7 @@ def beta_trial(splits, trial: int, attr: str, majority: int, betas, n_train: int
                seed: int, balance: bool) -> list[dict]:
     """The rows of one trial of :func:`beta_sweep`."""
     from . import train as tr
-    from .batched import fit_many
+    from .train import fit_many
     from .metrics import accuracy
 
     rows = []
@@ -864,7 +864,7 @@ def probe_trial(splits, trial: int, attr: str, majority: int, betas, n_train: in
     from torch import nn
 
     from . import train as tr
-    from .batched import fit_many
+    from .train import fit_many
     from .metrics import accuracy
     from .models import penultimate
 

@@ -49,7 +49,7 @@ def _check_loss(where: str, loss) -> str:
 
 
 def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, loss: str = "bce") -> torch.Tensor:
-    """The unreduced criterion of ``fit(..., loss=loss)`` (:func:`fairbook.train._loss_fn`), shape (B,)."""
+    """The unreduced criterion of ``fit(..., loss=loss)`` (:func:`fairbook.train.loss_fn`), shape (B,)."""
     if _check_loss("per_sample_loss", loss) == "bce":
         return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype),
                                                   reduction="none")

@@ -868,7 +868,7 @@ def _celeba(tmp_path, **kw):
 
 
 def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp_path):
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     for profile in ("smoke", "default"):
         A.check_parameters(_values(profile))
@@ -905,7 +905,7 @@ def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp
 
 def test_runner_rejects_the_paper_profile_without_its_files_before_running():
     from fairbook import runner
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     with pytest.raises(ParameterError, match="'sd_images' of chapter 'aimfair'"):
         runner.prepare("aimfair", "paper")
@@ -916,7 +916,7 @@ def test_runner_rejects_the_paper_profile_without_its_files_before_running():
 def test_input_files_are_the_manifests_and_weights_the_run_reads(tmp_path, monkeypatch):
     from fairbook import runner
     from fairbook.generative import sd
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     v = _celeba(tmp_path)
     files = A.input_files(v)
@@ -1057,7 +1057,7 @@ def test_utkface_setting_names_the_cell_and_rejects_bad_arguments(utk_root, tmp_
 
 
 def test_utkface_gets_the_celeba_checks_and_input_files(tmp_path):
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     v = _celeba(tmp_path, dataset="utkface")
     A.check_parameters(v)

@@ -500,7 +500,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_check_parameters_rejects_impossible_values():
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     ok = {"batch_size": 200, "temperatures": [0.0, 2.0], "gcm_lams": [0.1], "n_seeds": 3, "image_seeds": 2}
     gcm.check_parameters(ok)

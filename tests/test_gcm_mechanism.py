@@ -17,7 +17,7 @@ from scipy import stats
 from torch import nn
 
 from fairbook import gcm, gcm_claims, models, train
-from fairbook.params import ParameterError
+from fairbook.errors import ParameterError
 from test_gcm import _biased, _one_thread  # noqa: F401 -- the main GCM tests' data and one-thread fixture
 
 

@@ -440,7 +440,7 @@ def _values(**kw):
 
 
 def test_check_parameters_rejects_impossible_combinations(tmp_path):
-    from fairbook.params import ParameterError
+    from fairbook.errors import ParameterError
 
     hbr.check_parameters(_values())
     for kw, msg in [({"model": "resnet18"}, "'model'.*cifar10"),

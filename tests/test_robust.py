@@ -31,7 +31,7 @@ def test_cvar_by_hand():
     top2 = (_sp(2.0) + math.log(4)) / 2
     extra = robust.cvar_dro(0.5)(None, b).item()
     assert extra == pytest.approx(top2 - sum(LOSSES) / 4, rel=1e-12)
-    total = train._loss_fn("bce")(b["logits"], b["y"]).item() + extra  # its y.float(): float32 loss
+    total = train.loss_fn("bce")(b["logits"], b["y"]).item() + extra  # its y.float(): float32 loss
     assert total == pytest.approx(top2, rel=1e-6)
     assert robust.cvar_dro(0.3)(None, b).item() == pytest.approx(extra, rel=1e-12)  # k = ceil(1.2) = 2
     assert robust.cvar_dro(0.25)(None, b).item() == pytest.approx(_sp(2.0) - sum(LOSSES) / 4)
@@ -47,7 +47,7 @@ def test_cvar_alpha_one_is_exactly_zero():
 
 def test_cvar_gradient_matches_hand_objective():
     b = _batch(grad=True)
-    (train._loss_fn("bce")(b["logits"], b["y"]) + robust.cvar_dro(0.5)(None, b)).backward()
+    (train.loss_fn("bce")(b["logits"], b["y"]) + robust.cvar_dro(0.5)(None, b)).backward()
     z = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
     hand = (nn.functional.softplus(-z[2]) + nn.functional.softplus(z[3])) / 2  # the two largest
     hand.backward()
@@ -103,7 +103,7 @@ def test_group_dro_objective_by_hand_and_gradient():
     extra = dro(None, b)
     L2, L3, L1 = (math.log(2) + math.log(4)) / 2, math.log(4 / 3), _sp(2.0)
     assert extra.item() == pytest.approx((L1 + L2 + L3) / 3 - sum(LOSSES) / 4, rel=1e-12)
-    (train._loss_fn("bce")(b["logits"], b["y"]) + extra).backward()
+    (train.loss_fn("bce")(b["logits"], b["y"]) + extra).backward()
     z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     sp = nn.functional.softplus
     ((sp(-z[0]) + sp(-z[2])) / 2 / 3 + sp(-z[1]) / 3 + sp(z[3]) / 3).backward()

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io import cache_home
+from ..paths import cache_home
 
 SPLITS = ("train", "val", "test", "all")
 

@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
-from ..io import cache_home
+from ..paths import cache_home
 from . import CorruptData, DataNotFound, Dataset, Entry, candidate_dirs, check_split, register
 
 # ----------------------------------------------------------------------------------- helpers

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..io import cache_home, progress_enabled
+from ..io import progress_enabled
+from ..paths import cache_home
 from ..train import resolve_device
 
 

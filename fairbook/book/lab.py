@@ -54,7 +54,7 @@ def environment(root: Path) -> dict[str, str]:
 
 def main(port: int | None = None, open_browser: bool = True) -> int:
     """Start JupyterLab on this checkout (installed by ``make lab``)."""
-    from .chapters import project_root
+    from ..paths import project_root
 
     if not (Path(sys.executable).parent / "jupyter-lab").exists():
         print("JupyterLab is not installed in this environment: run `make lab` (it installs it first)",

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from ..paths import project_root
 from . import chapters, runner
-from .params import ParameterError
+from ..errors import ParameterError
 
 HTML = Path("_build") / "html"
 
@@ -30,7 +31,7 @@ def toc_chapters(root: Path) -> list[str]:
 
 def build(profile: str = "default", force: bool = False, strict: bool = True, log=print) -> Path:
     """Run (or reuse) every chapter with ``profile`` and build the site; returns the HTML folder."""
-    root = chapters.project_root()
+    root = project_root()
     names = chapters.available()
     listed = toc_chapters(root)
     if sorted(listed) != sorted(names):
@@ -268,7 +269,7 @@ def _part_order(part: str) -> tuple:
 def scorecard_page(runs: list[runner.Run]) -> str:
     """The "Scorecard" page: every claim of every chapter's run with its estimate, interval, test and
     verdict (from ``results/claims.csv``, see :mod:`fairbook.claims`), and a summary line per paper."""
-    from . import claims as C
+    from .. import claims as C
 
     lines = [
         "# Scorecard", "",

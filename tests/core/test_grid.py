@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairbook import gcm, grid, runner
-from fairbook.params import ParameterError
+from fairbook import gcm, grid
+from fairbook.book import runner
+from fairbook.errors import ParameterError
 
 SETTING = gcm.Setting(widths=(8,), batch_size=40, epochs=1, steps_per_epoch=3, lr=0.01)
 

@@ -43,9 +43,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
-from .io import progress_enabled
-from . import train
-from .train import FitResult, Optim, Schedule, _as_tensor, _class_weight, _loss_fn, _shuffle_order, predict, resolve_device
+from ..io import progress_enabled
+from . import engine as train
+from .engine import FitResult, Optim, Schedule, as_tensor, _class_weight, loss_fn, _shuffle_order, predict, resolve_device
 
 
 def _per_model(value, K: int, name: str) -> list:
@@ -210,8 +210,8 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
     hooked = [k for k, h in enumerate(logit_hooks) if h is not None]
     device = resolve_device(device)
 
-    Xs = [_as_tensor(X) for X, _ in datasets]
-    ys = [_as_tensor(y).long() for _, y in datasets]
+    Xs = [as_tensor(X) for X, _ in datasets]
+    ys = [as_tensor(y).long() for _, y in datasets]
     if any(X.shape[1:] != Xs[0].shape[1:] for X in Xs):
         raise ValueError("fit_many: every dataset needs the same input shape")
     ns = [len(y) for y in ys]
@@ -388,7 +388,7 @@ def _evaluate(base, params, buffers, vals, val_metrics, val_context, rows, share
     try:
         first = vals[0]
         if all(v is first for v in vals):
-            Xv = _as_tensor(first[0]).to(next(iter(params.values())).device)
+            Xv = as_tensor(first[0]).to(next(iter(params.values())).device)
             logits = torch.cat([shared_x(params, buffers, Xv[i:i + 4096]) for i in range(0, len(Xv), 4096)], 1)
             per_model = [logits[k] for k in range(len(rows))]
         else:
@@ -398,7 +398,7 @@ def _evaluate(base, params, buffers, vals, val_metrics, val_context, rows, share
                     per_model.append(None)
                     continue
                 one = {n: t[k] for n, t in params.items()}, {n: t[k] for n, t in buffers.items()}
-                Xv = _as_tensor(v[0]).to(next(iter(params.values())).device)
+                Xv = as_tensor(v[0]).to(next(iter(params.values())).device)
                 per_model.append(functional_call(base, one, (Xv,)))
     finally:
         base.train()
@@ -406,9 +406,9 @@ def _evaluate(base, params, buffers, vals, val_metrics, val_context, rows, share
         if v is None:
             continue
         lg = lg.float().cpu()
-        y_t = _as_tensor(v[1]).long()
+        y_t = as_tensor(v[1]).long()
         res = {"acc": (predict(lg) == y_t).float().mean().item(),
-               "loss": _loss_fn("bce" if lg.shape[-1] == 1 else "ce")(lg, y_t).item()}
+               "loss": loss_fn("bce" if lg.shape[-1] == 1 else "ce")(lg, y_t).item()}
         if val_metrics is not None:
             res.update(val_metrics(y_t.numpy(), lg.numpy(), **(val_context or {})))
         rows[k].update({f"val_{n}": x for n, x in res.items()})

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import chapters
-from .params import ParameterError
+from ..errors import ParameterError
 
 
 def _cmd_list(args) -> int:
@@ -51,7 +51,7 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_data(args) -> int:
-    from . import data
+    from .. import data
 
     for name in data.names():
         e = data.entry(name)

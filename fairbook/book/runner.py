@@ -2,15 +2,15 @@
 
 A run directory ``runs/<chapter>/<profile>-<key>/`` holds the executed notebook, ``results/``
 (tidy CSV/JSON), ``figures/`` (PNG/SVG) and ``provenance.json``. ``key`` hashes everything that
-decides the result (chapter source, package source, parameters, data fingerprint), so an identical
-request reuses the finished run. Runs are written into a temporary directory and renamed into place
+decides the result (chapter source, the source of the core and of the chapter's own paper subpackage,
+parameters, data fingerprint), so an identical request reuses the finished run; editing the harness
+(this module, the site, the profiles) or another paper does not invalidate it. Runs are written into a temporary directory and renamed into place
 only on success; a failed run is kept as ``FAILED-...`` and never replaces a good one.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -26,9 +26,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, chapters
-from .io import swap_into_place
-from .params import ParameterError
+from .. import __version__
+from ..errors import ParameterError
+from ..io import swap_into_place
+from ..paths import papers, project_root, runs_dir, source_fingerprint
+from . import chapters
 
 PROVENANCE = "provenance.json"
 #: Distributions whose versions are recorded in provenance when installed.
@@ -65,19 +67,10 @@ class Run:
         return json.loads((self.path / PROVENANCE).read_text())
 
 
-def runs_dir() -> Path:
-    """Where runs land: ``$FAIRBOOK_RUNS`` or ``<project>/runs``."""
-    return Path(os.environ.get("FAIRBOOK_RUNS", chapters.project_root() / "runs")).resolve()
-
-
-def package_fingerprint() -> str:
-    """Hash of the package's own source (``*.py`` and profiles) — a change invalidates runs."""
-    h = hashlib.sha256()
-    for p in sorted(chapters.PACKAGE_DIR.rglob("*")):
-        if p.suffix in (".py", ".yml") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(chapters.PACKAGE_DIR).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def package_fingerprint(chapter: str) -> str:
+    """Hash of the source a chapter's results depend on: the core and the chapter's own paper
+    subpackage (:func:`fairbook.paths.source_fingerprint`), not the harness or the other papers."""
+    return source_fingerprint(chapter if chapter in papers() else None)
 
 
 def data_fingerprint(chapter: str, values: dict[str, Any]) -> dict[str, str]:
@@ -85,17 +78,16 @@ def data_fingerprint(chapter: str, values: dict[str, Any]) -> dict[str, str]:
 
     A dataset that cannot be found stops the request here, before anything runs.
     """
-    from .data import file_fingerprint, fingerprints_for
+    from ..data import file_fingerprint, fingerprints_for
 
     try:
         fps = fingerprints_for(chapter, values)
     except (FileNotFoundError, ValueError) as e:
         raise ParameterError(f"chapter '{chapter}': {e}") from None
-    # a chapter module may name further input files (e.g. HBR's EDM pool) by input_files(values)
-    if importlib.util.find_spec(f"fairbook.{chapter}") is not None:
-        extra = getattr(importlib.import_module(f"fairbook.{chapter}"), "input_files", None)
-        for name, path in (extra(values) if extra else {}).items():
-            fps[name] = file_fingerprint([path])
+    # a chapter's hooks may name further input files (e.g. HBR's EDM pool) by input_files(values)
+    hooks = chapters.hooks(chapter)
+    for name, path in (hooks.input_files(values) if hooks else {}).items():
+        fps[name] = file_fingerprint([path])
     return fps
 
 
@@ -112,7 +104,7 @@ def package_versions() -> dict[str, str]:
 def request_key(ch: chapters.Chapter, profile: str, values: dict[str, Any],
                 data_fp: dict[str, str]) -> str:
     """Hash of everything that decides a run's result; an identical key reuses the finished run."""
-    blob = json.dumps({"chapter": ch.source.read_text(), "package": package_fingerprint(),
+    blob = json.dumps({"chapter": ch.source.read_text(), "package": package_fingerprint(ch.name),
                        "versions": package_versions(), "profile": profile, "parameters": values,
                        "data": data_fp}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -121,8 +113,8 @@ def request_key(ch: chapters.Chapter, profile: str, values: dict[str, Any],
 def prepare(chapter: str, profile: str, overrides: dict[str, str] | None = None):
     """Validate the whole request; nothing is created. Returns (chapter, values, data_fp, key).
 
-    Besides each parameter's own check, a chapter module may define ``check_parameters(values)``
-    for conditions that tie parameters together (raising ParameterError).
+    Besides each parameter's own check, the chapter's hooks (:func:`fairbook.book.chapters.hooks`)
+    check conditions that tie parameters together (``check_parameters(values)``, raising ParameterError).
     """
     ch = chapters.get(chapter)
     values = ch.values(profile, overrides)
@@ -130,10 +122,9 @@ def prepare(chapter: str, profile: str, overrides: dict[str, str] | None = None)
         if values.get(key):
             values[key] = str(Path(values[key]).expanduser().resolve())
     check_executor(values)
-    if importlib.util.find_spec(f"fairbook.{chapter}") is not None:
-        check = getattr(importlib.import_module(f"fairbook.{chapter}"), "check_parameters", None)
-        if check is not None:
-            check(values)
+    hooks = chapters.hooks(chapter)
+    if hooks is not None:
+        hooks.check_parameters(values)
     data_fp = data_fingerprint(chapter, values)
     return ch, values, data_fp, request_key(ch, profile, values, data_fp)
 
@@ -143,7 +134,7 @@ def check_executor(values: dict[str, Any]) -> None:
     :class:`fairbook.grid.Grid`), checked together; ``ray`` must be importable for ``executor=ray``."""
     if "executor" not in values:
         return
-    from .grid import Grid
+    from ..grid import Grid
 
     try:
         Grid(values["executor"], values.get("workers", 1), values.get("ray_address", ""))
@@ -323,7 +314,7 @@ def _describe(err: Exception) -> str:
 
 
 def git_commit() -> str:
-    root = chapters.project_root()
+    root = project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()

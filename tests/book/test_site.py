@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fairbook import chapters, site
+from fairbook.book import chapters, site
 from sitecheck import CHROMIUM, check_site, discover_pages
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -80,7 +80,7 @@ def violations(path: str | Path) -> list[str]:
     return found
 
 
-if __name__ == "__main__":  # python -m fairbook.prose notebooks/gcm.md ...
+if __name__ == "__main__":  # python -m fairbook.book.prose notebooks/gcm.md ...
     bad = [f"{p}: {v}" for p in sys.argv[1:] for v in violations(p)]
     print("\n".join(bad) or "no typed run numbers or verdicts")
     sys.exit(1 if bad else 0)

@@ -22,11 +22,9 @@ import tokenize
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ParameterError
+
 TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
-
-
-class ParameterError(ValueError):
-    """A chapter, profile or parameter value that cannot be used; raised before any work starts."""
 
 
 @dataclass(frozen=True)

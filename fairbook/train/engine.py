@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .io import progress_enabled
+from ..io import progress_enabled
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -115,7 +115,7 @@ class FitResult:
     other_best: dict = field(repr=False, default_factory=dict)
 
 
-def _as_tensor(a, dtype=None) -> torch.Tensor:
+def as_tensor(a, dtype=None) -> torch.Tensor:
     """Tensor view of ``a``; float64 becomes float32 (the models' dtype)."""
     t = a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
     if dtype is None and t.dtype == torch.float64:
@@ -123,7 +123,7 @@ def _as_tensor(a, dtype=None) -> torch.Tensor:
     return t.to(dtype) if dtype is not None else t
 
 
-def _loss_fn(loss: str, class_weight=None):
+def loss_fn(loss: str, class_weight=None):
     if loss == "ce":
         return nn.CrossEntropyLoss(weight=class_weight)
     if loss == "bce":
@@ -155,7 +155,7 @@ def _inputs(X, batch_size: int):
         for batch in torch.utils.data.DataLoader(X, batch_size=min(batch_size, 256), shuffle=False):
             yield batch[0]
     else:
-        X = _as_tensor(X)
+        X = as_tensor(X)
         for i in range(0, len(X), batch_size):
             yield X[i:i + batch_size]
 
@@ -180,8 +180,8 @@ def evaluate(model: nn.Module, X, y=None, metrics: Callable | None = None, batch
     if y is None and not hasattr(X, "y"):
         raise ValueError("evaluate needs y unless X is a Dataset with a 'y' attribute")
     logits = logits_of(model, X, batch_size, device)
-    y_t = _as_tensor(X.y if y is None else y).long()
-    loss = _loss_fn("bce" if logits.shape[-1] == 1 else "ce")(logits, y_t).item()
+    y_t = as_tensor(X.y if y is None else y).long()
+    loss = loss_fn("bce" if logits.shape[-1] == 1 else "ce")(logits, y_t).item()
     out = {"acc": (predict(logits) == y_t).float().mean().item(), "loss": loss}
     if metrics is not None:
         out.update(metrics(y_t.numpy(), logits.numpy(), **context))
@@ -206,7 +206,7 @@ def independent_counts(y, a, batch_size: int) -> list[int]:
     """Per-cell batch counts of ``sampler="independent"``: ``batch_size * P(a) * P(y)`` (Kamiran &
     Calders 2012) for the cells of :func:`_cells` in their order, rounded by largest remainder (ties
     to the earlier cell) so they add up to ``batch_size``; computed in exact integer arithmetic."""
-    a, y = _as_tensor(a).long(), _as_tensor(y).long()
+    a, y = as_tensor(a).long(), as_tensor(y).long()
     n2 = len(y) ** 2
     num = [batch_size * int(na) * int(ny) for na in torch.unique(a, return_counts=True)[1]
            for ny in torch.unique(y, return_counts=True)[1]]      # batch_size P(a) P(y) = num / n²
@@ -281,9 +281,9 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     if select is not None and val is None:
         raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
     in_memory = not isinstance(X, torch.utils.data.Dataset)
-    labels = _as_tensor(y).long() if in_memory else getattr(X, "y", getattr(X, "targets", None))
+    labels = as_tensor(y).long() if in_memory else getattr(X, "y", getattr(X, "targets", None))
     n_data = len(labels) if in_memory else len(X)
-    a_t = _as_tensor(groups).long() if groups is not None else None
+    a_t = as_tensor(groups).long() if groups is not None else None
     if a_t is not None and len(a_t) != n_data:
         raise ValueError(f"groups has {len(a_t)} entries, the training data {n_data} samples")
     if sampler != "shuffle":
@@ -293,7 +293,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
         if labels is None:
             raise ValueError(f"sampler={sampler!r} reads a Dataset's labels from its 'y' or "
                              f"'targets' attribute; {type(X).__name__} has neither")
-        cells = _cells(_as_tensor(labels).long(), a_t)
+        cells = _cells(as_tensor(labels).long(), a_t)
         if sampler == "group_balanced":
             if batch_size % len(cells):
                 raise ValueError(f"group-balanced batches take batch_size/{len(cells)} from each of "
@@ -325,7 +325,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     opt = optim.build([p for p in model.parameters() if p.requires_grad])
     sched = schedule.build(opt, epochs)
     class_weight = _class_weight(class_weight, loss, device)
-    criterion = _loss_fn(loss, class_weight)
+    criterion = loss_fn(loss, class_weight)
 
     steps = steps_per_epoch or math.ceil(n_data / batch_size)
 
@@ -334,7 +334,7 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
                           for c, k in zip(cells, counts) if k])
 
     if in_memory:
-        X_t, y_t = _as_tensor(X), labels
+        X_t, y_t = as_tensor(X), labels
         if device.type == "cuda":
             X_t, y_t = X_t.to(device), y_t.to(device)
     elif sampler == "shuffle" and not steps_per_epoch:

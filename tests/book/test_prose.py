@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from fairbook import chapters, prose
+from fairbook.book import chapters, prose
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", chapters.available())

@@ -1,6 +1,7 @@
 import pytest
 
-from fairbook.params import Constraint, ParameterError, parse_parameters_cell, parse_text
+from fairbook.book.params import Constraint, parse_parameters_cell, parse_text
+from fairbook.errors import ParameterError
 
 CELL = '''
 trials: int = 20                # >= 1 | Monte Carlo trials
@@ -68,7 +69,7 @@ def test_the_default_profile_is_the_notebooks_own_defaults():
     """One rule: a notebook run as it is (JupyterLab, run all) is the published `default` run."""
     import yaml
 
-    from fairbook import chapters
+    from fairbook.book import chapters
 
     assert not yaml.safe_load((chapters.PROFILES_DIR / "default.yml").read_text()), \
         "default.yml must set nothing: change the notebook's parameters cell instead"

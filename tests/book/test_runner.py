@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from fairbook import cli, runner
-from fairbook.params import ParameterError
+from fairbook.book import cli, runner
+from fairbook.errors import ParameterError
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "fairbook.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fairbook.book.cli", *args], capture_output=True,
                           text=True, env=os.environ.copy())
 
 
@@ -48,7 +48,7 @@ def test_profile_naming_unknown_parameter_is_an_error(project, monkeypatch, tmp_
     for p in ("smoke", "default", "paper"):
         (profiles / f"{p}.yml").write_text("toy:\n  n: 2\n")
     (profiles / "smoke.yml").write_text("toy:\n  nn: 2\n")
-    monkeypatch.setattr("fairbook.chapters.PROFILES_DIR", profiles)
+    monkeypatch.setattr("fairbook.book.chapters.PROFILES_DIR", profiles)
     with pytest.raises(ParameterError, match="profile 'smoke' sets parameter 'nn'.*does not declare"):
         runner.prepare("toy", "smoke")
     (profiles / "smoke.yml").write_text("toy:\n  n: -2\n")

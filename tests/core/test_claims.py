@@ -183,7 +183,7 @@ def test_summary_and_interval_text():
 def test_scorecard_page_from_runs(tmp_path):
     import json
 
-    from fairbook import runner, site
+    from fairbook.book import runner, site
 
     runs = []
     for name, d in (("alpha", [1.0, 1.1, 0.9]), ("beta", [0.1, -0.2, 0.3])):

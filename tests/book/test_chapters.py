@@ -7,7 +7,7 @@ import pytest
 
 from fairbook.claims import COLUMNS, VERDICTS
 
-from fairbook import chapters, runner
+from fairbook.book import chapters, runner
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import jupytext
 import yaml
 
-from fairbook import chapters
-from fairbook.site import toc_chapters
+from fairbook.book import chapters
+from fairbook.book.site import toc_chapters
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _name(req: str) -> str:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from fairbook import lab
+from fairbook.book import lab
 from sitecheck import CHROMIUM, CHROMIUM_ARGS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHAPTER = REPO / "notebooks" / "mime.md"
 RUN_CODE_CELLS = 3  # the parameters, the imports and the first computation
 pytestmark = pytest.mark.slow

@@ -7,25 +7,31 @@ values a profile leaves out keep the notebook's own default.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .params import ParameterError, ParamSpec, parse_parameters_cell, parse_text
+from ..errors import ParameterError
+from ..paths import project_root
+from .params import ParamSpec, parse_parameters_cell, parse_text
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROFILES_DIR = PACKAGE_DIR / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES = ("smoke", "default", "paper")
 #: Reading order of the book; chapters land here as they are written.
 ORDER = ("mime", "hbr", "gcm", "aimfair")
+#: The runner's hooks of each chapter: a module defining ``check_parameters(values)`` (conditions that
+#: tie parameters together, raising ParameterError) and ``input_files(values)`` (files beyond the
+#: datasets whose fingerprint enters the run's key). The chapter's paper subpackage is the module's parent.
+HOOKS = {name: f"fairbook.{name}.chapter" for name in ORDER}
 
 
-def project_root() -> Path:
-    """The checkout holding ``notebooks/`` and ``_config.yml`` (override with ``FAIRBOOK_ROOT``)."""
-    return Path(os.environ.get("FAIRBOOK_ROOT", PACKAGE_DIR.parent)).resolve()
+def hooks(name: str):
+    """The hooks module of chapter ``name`` (:data:`HOOKS`), or ``None`` for a chapter without one."""
+    import importlib
+
+    return importlib.import_module(HOOKS[name]) if name in HOOKS else None
 
 
 def notebooks_dir() -> Path:

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pandas as pd
 
-from fairbook import chapters, runner, site
+from fairbook.book import chapters, runner, site
 
 
 def fake_run(tmp_path, chapter="gcm", changes=None, verdicts=("reproduced", "inconclusive", "inconclusive")):
