@@ -21,8 +21,10 @@ import functools
 import hashlib
 import importlib
 import inspect
+import multiprocessing as mp
 import os
 import pickle
+import signal
 import tempfile
 import traceback
 from pathlib import Path
@@ -277,8 +279,6 @@ def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes, kept for the next grid (spawning imports torch)."""
     pool = _POOLS.get(workers)
     if pool is None or getattr(pool, "_broken", False):
-        import multiprocessing as mp
-
         # spawn, not fork: a forked child of a process that has used OpenMP threads can hang
         pool = _POOLS[workers] = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                                         initializer=_ignore_sigint)
@@ -288,8 +288,6 @@ def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
 def _ignore_sigint() -> None:
     """Workers leave interrupts to the parent (a kernel's interrupt or shutdown signals the whole
     process group); the parent cancels what is pending and the pool stops them."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torchvision.models import alexnet as tv_alexnet, resnet18, resnet34
 
+from .train import logits_of
+
 
 class MLP(nn.Module):
     """Fully connected network ``in_dim -> widths... -> out_dim`` with ReLU (and optional dropout)."""
@@ -169,8 +171,6 @@ def head(model: nn.Module) -> nn.Linear:
 def penultimate(model: nn.Module, X, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate-layer features (the input of the final linear layer) and logits, in eval mode.
     ``X``: tensor/array, or a Dataset yielding ``(x, y, index)``."""
-    from .train import logits_of
-
     feats: list[torch.Tensor] = []
     hook = head(model).register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().cpu()))
     try:

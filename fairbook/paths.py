@@ -35,13 +35,14 @@ def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fairbook"
 
 
-def papers(package_dir: Path = PACKAGE_DIR) -> list[str]:
+def papers(package_dir: Path | None = None) -> list[str]:
     """The paper subpackages: every subpackage that is neither core nor the harness."""
+    package_dir = package_dir or PACKAGE_DIR
     return sorted(p.parent.name for p in package_dir.glob("*/__init__.py")
                   if p.parent.name not in CORE_SUBPACKAGES + (HARNESS,))
 
 
-def scope_of(module: str, package_dir: Path = PACKAGE_DIR) -> str | None:
+def scope_of(module: str, package_dir: Path | None = None) -> str | None:
     """The paper a module belongs to (``fairbook.hbr.experiment`` -> ``hbr``), else ``None``."""
     parts = module.split(".")
     if len(parts) > 1 and parts[0] == "fairbook" and parts[1] in papers(package_dir):
@@ -49,11 +50,12 @@ def scope_of(module: str, package_dir: Path = PACKAGE_DIR) -> str | None:
     return None
 
 
-def source_fingerprint(paper: str | None = None, package_dir: Path = PACKAGE_DIR) -> str:
+def source_fingerprint(paper: str | None = None, package_dir: Path | None = None) -> str:
     """Hash of the core's source plus, if given, the ``paper`` subpackage's (``*.py``, ``*.yml``).
 
     The harness and the other papers are left out: they cannot change what a paper's code computes.
     """
+    package_dir = package_dir or PACKAGE_DIR
     skip = set(papers(package_dir)) | {HARNESS}
     if paper is not None:
         if paper not in skip - {HARNESS}:

@@ -7,6 +7,7 @@ values a profile leaves out keep the notebook's own default.
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,6 @@ HOOKS = {name: f"fairbook.{name}.chapter" for name in ORDER}
 
 def hooks(name: str):
     """The hooks module of chapter ``name`` (:data:`HOOKS`), or ``None`` for a chapter without one."""
-    import importlib
-
     return importlib.import_module(HOOKS[name]) if name in HOOKS else None
 
 

@@ -6,15 +6,20 @@ builds ``_build/html`` (warnings are errors by default).
 """
 from __future__ import annotations
 
+import io
 import json
+import math
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
+from .. import claims as C
 from ..paths import project_root
 from . import chapters, runner
 from ..errors import ParameterError
@@ -97,7 +102,7 @@ _PRESENTING = re.compile(r"^\s*(glue\(|display\(|fb\.io\.save_table\()")
 #: lines that only steer (loops, branches, definitions): neither computing nor presenting
 _STEERING = re.compile(r"^\s*(for|if|elif|else|def|return|continue|break|try|except|finally|with)\b")
 #: a call of the book's methods (the package, not its plotting and file helpers): such a cell stays open
-_METHOD_CALL = re.compile(r"\b(fb\.(?!plotting|io\b)\w+|mime|hbr|gcm|aimfair|\w+_claims|aimfair_training|ddpm|ctx)"
+_METHOD_CALL = re.compile(r"\b(fb\.(?!plotting|io\b)\w+|mime|hbr|gcm|aimfair|ddpm|ctx)"
                           r"\.\w+(\.\w+)*\(")
 _FIGSIZE = re.compile(r"figsize\s*=\s*\(\s*([\d.]+)")
 
@@ -105,9 +110,6 @@ _FIGSIZE = re.compile(r"figsize\s*=\s*\(\s*([\d.]+)")
 def _statements(source: str) -> list[str]:
     """The cell's logical lines (a call spread over several lines is one), comments and blanks left
     out; physical lines where the source does not tokenize (e.g. IPython magics)."""
-    import io
-    import tokenize
-
     lines = source.splitlines()
     try:
         ends = [tok.end[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
@@ -208,8 +210,6 @@ def _cell(text) -> str:
 
 
 def _num(x, digits: int = 3) -> str:
-    import math
-
     x = float(x)
     return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}".replace("-", "−")
 
@@ -242,8 +242,6 @@ def status_page(runs: list[runner.Run]) -> str:
 
 def _claims(run: runner.Run):
     """The run's ``results/claims.csv`` (text columns as strings, empty where missing), or None."""
-    import pandas as pd
-
     path = run.path / "results" / "claims.csv"
     if not path.exists():
         return None
@@ -269,8 +267,6 @@ def _part_order(part: str) -> tuple:
 def scorecard_page(runs: list[runner.Run]) -> str:
     """The "Scorecard" page: every claim of every chapter's run with its estimate, interval, test and
     verdict (from ``results/claims.csv``, see :mod:`fairbook.claims`), and a summary line per paper."""
-    from .. import claims as C
-
     lines = [
         "# Scorecard", "",
         "Every claim of the four papers that the book tests, judged by the run that made its chapter.",

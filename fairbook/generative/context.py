@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..models import penultimate
 from .ddpm import ConditionalDDPM, DDPMConfig, cached_generator, cached_pool, cell_condition, pool_to_tensor
 
 __all__ = [
@@ -591,8 +592,6 @@ def diversity_report(X, y, s, *, context: Context | None = None, requested=None,
                              f"{len(X)} images")
     feats = None
     if classifier is not None:
-        from ..models import penultimate
-
         feats = penultimate(classifier, torch.as_tensor(np.asarray(X, dtype=np.float32)))[0].numpy()
     rows = []
     for yy, ss in sorted({(int(a), int(b)) for a, b in zip(y, s)}):

@@ -21,11 +21,14 @@ prompts and ~10,000 images per (target, protected) cell. This module
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 import importlib.util
 import os
 import re
 import shutil
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -327,7 +330,6 @@ def generate_cells(pipe, prompts: Mapping[Any, Sequence[str]],
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
     out = {}
     for pkg in ("diffusers", "transformers", "torch"):
         try:
@@ -493,8 +495,6 @@ def _write_tiny_tokenizer(folder: Path) -> tuple[Path, Path, int]:
     """A small CLIP BPE vocabulary: every byte symbol, with and without the end-of-word marker,
     the start/end tokens, and merges that make each word of the prompt vocabularies one token (so
     prompts stay within CLIP's 77 tokens, as with the real tokenizer)."""
-    import json
-
     from .prompts import PLAIN_TEMPLATE, VOCABULARIES
     chars = _bytes_to_unicode()
     tokens = chars + [c + "</w>" for c in chars]
@@ -528,8 +528,6 @@ def tiny_pipeline(path: str | os.PathLike, seed: int = 0) -> Path:
     with a few DDIM steps). Weights are a function of ``seed`` only; torch's global RNG is left as
     it was.
     """
-    import tempfile
-
     import torch
     from diffusers import (AutoencoderKL, PNDMScheduler, StableDiffusionPipeline,
                            UNet2DConditionModel)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fairbook import models, train
-from fairbook.batched import fit_many
+from fairbook.train import fit_many
 
 
 def _data(n, d=6, seed=0, classes=2):
