@@ -40,7 +40,7 @@ def test_the_harness_and_other_papers_leave_keys_unchanged_own_code_changes_them
                    package / "hbr" / "claims.py", package / "aimfair" / "__init__.py"):
         touch(edited)
         assert keys("gcm", task) == before, f"editing {edited.relative_to(package)} re-keyed the gcm run"
-    for edited in (package / "gcm" / "experiment.py", package / "metrics.py"):
+    for edited in (package / "gcm" / "experiment.py", package / "claims.py"):
         run_key, task_key = keys("gcm", task)
         touch(edited)
         after = keys("gcm", task)

@@ -60,3 +60,13 @@ def test_no_remote_urls_in_book_config():
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
     assert not re.search(r"https?://", json.dumps(cfg))
     assert "sphinx_thebe" not in cfg["sphinx"]["config"]["extensions"]
+
+
+def test_every_chapter_has_both_runner_hooks():
+    """The runner reads a chapter's hooks from one mapping; every chapter defines both."""
+    assert set(chapters.HOOKS) == set(chapters.available())
+    for name in chapters.available():
+        hooks = chapters.hooks(name)
+        assert hooks.__name__ == f"fairbook.{name}.chapter"
+        assert callable(hooks.check_parameters) and callable(hooks.input_files), name
+    assert chapters.hooks("no-such-chapter") is None
