@@ -55,13 +55,13 @@ def main(repeats: int = 7) -> dict:
 
 
 def adult_mlp(X):
-    return models.MLP(X.shape[1], gcm.ADULT_WIDTHS, 1)
+    return models.MLP(X.shape[1], gcm.experiment.ADULT_WIDTHS, 1)
 
 
 def linear_path(X) -> bool:
     """Whether GCM takes the cells' gradients from one pass (gcm.linear_group_gradients) on this model."""
     model = adult_mlp(X)
-    return gcm._linear_owners(model, gcm.select_parameters(model)) is not None
+    return gcm.gradients._linear_owners(model, gcm.select_parameters(model)) is not None
 
 
 def matmul_flops(extra_loss, X, y, a, steps: int = 3) -> float:

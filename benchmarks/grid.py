@@ -1,7 +1,7 @@
 """Executors of fairbook.grid (not a test): `python benchmarks/grid.py`.
 
 A 16-fit grid of the default GCM Adult setting (GCM at T = 2 over λ in {0.1, 0.3, 1.0} and
-OverSampling, four seeds each; the default profile's Setting) run with ``local`` (in this process:
+OverSampling, four seeds each; the default profile's Recipe) run with ``local`` (in this process:
 one task after another, 2 torch threads each, i.e. workers = 1) and with ``processes`` (2 workers,
 1 thread each), the task cache off, in one run; results checked equal where the thread counts match
 (``local`` with workers = 2 against ``processes``).
@@ -21,20 +21,21 @@ from fairbook.book import chapters  # noqa: E402
 
 def main():
     prof = chapters.get("gcm").values("default")  # the notebook's defaults
-    setting = gcm.Setting(widths=tuple(prof["widths"]), batch_size=prof["batch_size"], epochs=prof["epochs"],
-                          steps_per_epoch=prof["steps_per_epoch"], lr=prof["lr"], select=prof["select"])
-    shared = {"setting": setting, "splits": {"adult": gcm.load_splits("adult", seed=0)}, "dataset": "adult"}
+    recipe = gcm.experiment.Recipe(widths=tuple(prof["widths"]), batch_size=prof["batch_size"],
+                                   epochs=prof["epochs"], steps_per_epoch=prof["steps_per_epoch"], lr=prof["lr"],
+                                   select=prof["select"])
+    shared = {"recipe": recipe, "splits": {"adult": gcm.experiment.load_splits("adult", seed=0)}, "dataset": "adult"}
     tasks = [{"method": "gcm", "options": {"lam": lam, "T": 2.0, "form": "squared"}, "model_seed": s}
              for lam in (0.1, 0.3, 1.0) for s in range(4)]
     tasks += [{"method": "oversampling", "options": {}, "model_seed": s} for s in range(4)]
     out = {"cores": os.cpu_count(), "tasks": len(tasks)}
-    grid.run(gcm.train_eval, tasks[:2], grid.Grid("processes", 2, cache=False), shared=shared)  # spawn workers
+    grid.run(gcm.experiment.train_eval, tasks[:2], grid.Grid("processes", 2, cache=False), shared=shared)  # spawn workers
     results = {}
     for name, g in {"local_workers1": grid.Grid("local", 1, cache=False),
                     "local_workers2": grid.Grid("local", 2, cache=False),
                     "processes_workers2": grid.Grid("processes", 2, cache=False)}.items():
         t = time.perf_counter()
-        results[name] = grid.run(gcm.train_eval, tasks, g, shared=shared)
+        results[name] = grid.run(gcm.experiment.train_eval, tasks, g, shared=shared)
         out[f"{name}_s"] = round(time.perf_counter() - t, 2)
     grid.shutdown()
     out["processes_speedup_vs_local_workers1"] = round(out["local_workers1_s"] / out["processes_workers2_s"], 2)

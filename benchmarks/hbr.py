@@ -26,10 +26,10 @@ from fairbook.book import chapters, runner  # noqa: E402
 def aum_overhead(repeats: int = 5) -> dict:
     values = chapters.get("hbr").values("default")
     full = data.load(values["dataset"], "train")
-    D = full.subset(hbr.per_class_subset(full.y, values["n_per_class"], 0))
-    recipe = hbr.Recipe(widths=tuple(values["widths"]), epochs=values["epochs"], lr=values["lr"],
-                        batch_size=values["batch_size"], weight_decay=values["weight_decay"],
-                        milestones=tuple(values["milestones"]))
+    D = full.subset(hbr.experiment.per_class_subset(full.y, values["n_per_class"], 0))
+    recipe = hbr.experiment.Recipe(widths=tuple(values["widths"]), epochs=values["epochs"], lr=values["lr"],
+                                   batch_size=values["batch_size"], weight_decay=values["weight_decay"],
+                                   milestones=tuple(values["milestones"]))
     plain, tracked = [], []
     recipe.fit(D.X, D.y, 0, 10)  # warm-up
     for r in range(repeats):
@@ -49,10 +49,10 @@ def warm_generator() -> float:
     chapter's own pool is sampled (and timed as pool_seconds) in the timed run."""
     v = chapters.get("hbr").values("default")
     full = data.load(v["dataset"], "train")
-    D = full.subset(hbr.per_class_subset(full.y, v["n_per_class"], v["seed"]))
+    D = full.subset(hbr.experiment.per_class_subset(full.y, v["n_per_class"], v["seed"]))
     t = time.perf_counter()
-    hbr.generated_pool(v["dataset"], D.X, D.y, 10, [0], 1, v["seed"], v["ddpm_steps"], v["sample_steps"],
-                       v["guidance"])
+    hbr.experiment.generated_pool(v["dataset"], D.X, D.y, 10, [0], 1, v["seed"], v["ddpm_steps"],
+                                  v["sample_steps"], v["guidance"])
     return time.perf_counter() - t
 
 

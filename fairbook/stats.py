@@ -1,10 +1,8 @@
 """Statistics shared by the chapters: paired t-tests, bootstrap intervals, and seed schemes.
 
-* :func:`paired_ttest` / :func:`hbr_ttest` -- HBR appendix C (paired Student's t-test over the
-  4 × 4 = 16 model pairs, one-sided alternative "resampling improves fairness").
+* :func:`paired_ttest` -- paired Student's t-test (HBR appendix C; its orientation and seed scheme
+  of appendix B are in :mod:`fairbook.hbr.design`).
 * :func:`bootstrap_ci` / :func:`paired_bootstrap_ci` -- ``scipy.stats.bootstrap`` with a fixed seed.
-* :func:`hbr_model_seed`, :func:`hbr_prune_seed`, :func:`hbr_resample_seed`, :func:`hbr_seed_table`
-  -- HBR appendix B.
 * :func:`seeds` -- independent child seeds from one master seed (``numpy.random.SeedSequence``).
 """
 from __future__ import annotations
@@ -15,9 +13,8 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = [
-    "TTestResult", "paired_ttest", "hbr_ttest",
-    "BootstrapCI", "bootstrap_ci", "paired_bootstrap_ci",
-    "hbr_model_seed", "hbr_prune_seed", "hbr_resample_seed", "hbr_seed_table", "seeds",
+    "TTestResult", "paired_ttest",
+    "BootstrapCI", "bootstrap_ci", "paired_bootstrap_ci", "seeds",
 ]
 
 
@@ -67,8 +64,8 @@ def paired_ttest(a: Any, b: Any, alternative: str = "greater") -> TTestResult:
     -----
     Direction: the test asks whether ``a`` is larger than ``b``. For HBR's Δ metrics (lower is
     fairer) "resampling improves fairness" means ``a = base``, ``b = resampled``; for the average
-    recall/precision (higher is better) it means ``a = resampled``, ``b = base``. :func:`hbr_ttest`
-    does this orientation for you.
+    recall/precision (higher is better) it means ``a = resampled``, ``b = base``.
+    :func:`fairbook.hbr.design.improvement_ttest` does this orientation for you.
     """
     if alternative not in ("greater", "less", "two-sided"):
         raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
@@ -79,38 +76,6 @@ def paired_ttest(a: Any, b: Any, alternative: str = "greater") -> TTestResult:
         raise ValueError("a paired t-test needs at least 2 pairs")
     res = _st.ttest_rel(x, y, alternative=alternative)
     return TTestResult(float(res.statistic), float(res.pvalue), float(np.mean(x - y)), int(x.size), alternative)
-
-
-def hbr_ttest(base: Any, resampled: Any, lower_is_better: bool = True,
-              alternative: str = "greater") -> TTestResult:
-    """HBR's paired t-test (appendix C), oriented so that **t > 0 means resampling helped**.
-
-    Parameters
-    ----------
-    base : array-like, shape (n,)
-        The metric of the n models trained on the base dataset (X_i; D^CLP in case study 1, the full
-        dataset in case study 2), in seed order (:func:`hbr_seed_table`).
-    resampled : array-like, shape (n,)
-        The same metric for the paired models trained on the resampled dataset (Y_i).
-    lower_is_better : bool
-        True for the class-bias metrics Δm, Δq, Δhe, Δσ, ΔMAD (the test is on ``base − resampled``);
-        False for the class-averaged recall/precision ("Δ_avg" rows; test on ``resampled − base``).
-    alternative : str
-        Default ``"greater"``: H_A "resampling improves fairness".
-
-    Notes
-    -----
-    Appendix C writes ``D_i = Y_i − X_i`` with H_A: μ_D > 0 "i.e., resampling improves fairness", and
-    says negative t "indicate that applying HBR worsened fairness". For lower-is-better Δ metrics
-    these two statements agree only if D is the *reduction* X_i − Y_i, which is what the paper's code
-    computes (``ttest_rel(baseline, resampled)`` for the Δ metrics and the reverse for the averages).
-    The code calls ``ttest_rel`` with its two-sided default, although text and code comment describe
-    the one-sided test; ``alternative="two-sided"`` reproduces the code's p-values (the t statistic
-    is the same either way).
-    """
-    if lower_is_better:
-        return paired_ttest(base, resampled, alternative)
-    return paired_ttest(resampled, base, alternative)
 
 
 # --- bootstrap ----------------------------------------------------------------------------------------
@@ -189,67 +154,10 @@ def paired_bootstrap_ci(a: Any, b: Any, stat: Callable = np.mean, level: float =
 
 
 # --- seeds --------------------------------------------------------------------------------------------
-_HBR_J_LIMIT = 420_000 // 42  # j < 10000 keeps 42·j below the 420000 stride: all seeds distinct
-
-
 def _index(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     return int(v)
-
-
-def hbr_model_seed(i: int, j: int) -> int:
-    """Model-initialisation seed of HBR appendix B: ``seed_model(i, j) = 42 + 420000·i + 42·j``.
-
-    Parameters
-    ----------
-    i : int
-        Index of the **dataset replicate**: the i-th independently pruned dataset D^CLP (case study 1)
-        or the i-th independently resampled dataset (case study 2). The paper uses i ∈ {0, 1, 2, 3}.
-    j : int
-        Index of the **model within that replicate** (independent initialisations trained on the same
-        dataset), j ∈ {0, 1, 2, 3} in the paper. Must be < 10000 so that distinct (i, j) give distinct
-        seeds.
-
-    The same (i, j) is used for the base and the resampled model, which is what makes them a pair
-    for :func:`hbr_ttest`.
-    """
-    i, j = _index(i, "i"), _index(j, "j")
-    if j >= _HBR_J_LIMIT:
-        raise ValueError(f"j must be < {_HBR_J_LIMIT} for the seeds to be distinct, got {j}")
-    return 42 + 420_000 * i + 42 * j
-
-
-def hbr_prune_seed(i: int) -> int:
-    """Pruning seed of HBR appendix B: ``seed_prune(i) = 42·i``, with i the index of the pruned
-    dataset D^CLP (case study 1, i ∈ {0, 1, 2, 3}); all j models of replicate i share it."""
-    return 42 * _index(i, "i")
-
-
-def hbr_resample_seed(i: int) -> int:
-    """Resampling seed of the i-th resampled dataset (case study 2): ``42·i``.
-
-    The paper only says each resampled dataset is "controlled by its own resampling seed"
-    (appendix B); ``42·i`` is what its code does (``set_reproducibility(42 * dataset_idx)`` before
-    resampling dataset ``dataset_idx``), i.e. the same formula as :func:`hbr_prune_seed`.
-    """
-    return 42 * _index(i, "i")
-
-
-def hbr_seed_table(n_datasets: int = 4, n_models: int = 4):
-    """All (i, j) of HBR's design with their seeds, as a ``pandas.DataFrame``.
-
-    Columns ``i`` (dataset replicate), ``j`` (model within replicate), ``model_seed``, ``prune_seed``
-    and ``resample_seed``; ``n_datasets × n_models`` rows (4 × 4 = 16 pairs in the paper), ordered by
-    i then j -- the pairing order for :func:`hbr_ttest`.
-    """
-    import pandas as pd
-
-    n_datasets, n_models = _index(n_datasets, "n_datasets"), _index(n_models, "n_models")
-    rows = [{"i": i, "j": j, "model_seed": hbr_model_seed(i, j), "prune_seed": hbr_prune_seed(i),
-             "resample_seed": hbr_resample_seed(i)}
-            for i in range(n_datasets) for j in range(n_models)]
-    return pd.DataFrame(rows, columns=["i", "j", "model_seed", "prune_seed", "resample_seed"])
 
 
 def seeds(master: int, n: int) -> list[int]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent / "book"))  # tests/book/sitecheck.py
+for helpers in ("book", "core"):  # tests/book/sitecheck.py, tests/core/test_data_fullscale.py's writers
+    sys.path.insert(0, str(Path(__file__).parent / helpers))
 os.environ["FAIRBOOK_PROGRESS"] = "0"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything imports torch
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download

@@ -1,13 +1,15 @@
-"""The AIM-Fair chapter's training recipe in one place: the network, training from scratch on real
-or synthetic data (ERM, Table 3's data baselines, JTT/DRO, Table 5), fine-tuning a copy of a
-pre-trained model (every method of Tables 3-7, through :func:`fairbook.aimfair.finetune`) and the
-three dataset gradients of the mask (eqs. 1-3). The notebook builds one :class:`Recipe` from its
-parameters and calls these; the methods themselves live in :mod:`fairbook.aimfair`.
+"""The AIM-Fair chapter's experiments built on the method: the training recipe in one place (the
+network, training from scratch on real or synthetic data -- ERM, Table 3's data baselines, JTT/DRO,
+Table 5 --, fine-tuning a copy of a pre-trained model -- every method of Tables 3-7, through
+:func:`fairbook.aimfair.finetune` -- and the three dataset gradients of the mask, eqs. 1-3), the record
+of runs and its grid tasks, the learning-rate search, the per-seed start of the method
+(:func:`prepare`) and the sample figure's layout (:func:`cell_grid`). The notebook builds one
+:class:`Recipe` from its parameters and calls these; the method itself is :mod:`fairbook.aimfair`
+(:mod:`~fairbook.aimfair.mask`, :mod:`~fairbook.aimfair.finetuning`, :mod:`~fairbook.aimfair.robust`).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +18,18 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from . import aimfair, models, robust, train
+from .. import grid as grids
+from .. import models, train
+from . import robust
+from .data import CELLS, balanced_ratios, draw_cells, take
+from .evaluation import aggregate, table_metrics
+from .finetuning import finetune
+from .mask import dataset_gradients, k_for_fraction, selective_mask
+from .selection import LR_TABLE, chosen
 
 __all__ = ["NETWORKS", "network", "Recipe", "Job", "Pending", "Runs", "fit_job", "job_state", "run_job", "scores",
            "jtt_data", "identification_job", "pool_draw", "Prepared", "prepare",
-           "sft_from_scratch_scores", "lr_search", "condition_judge"]
+           "sft_from_scratch_scores", "lr_search", "condition_judge", "cell_grid"]
 
 NETWORKS = ("narrow-resnet18", "cnn", "resnet18")
 
@@ -39,13 +48,13 @@ def network(name: str, *, width: int = 8, channels=(8, 16, 32), weights: str | N
     raise ValueError(f"network: name got {name!r}; allowed: {', '.join(NETWORKS)}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
     """Training settings shared by every run of the chapter (SGD with momentum 0.9 and weight decay
     1e-4, BCE on one logit, checkpoint by validation accuracy as in the authors' code).
 
-    ``val``: (X_val, y_val) for checkpoint selection. ``epoch_seconds`` collects the wall time per
-    fine-tuning epoch (the mask's cost is reported against it)."""
+    ``val``: (X_val, y_val) for checkpoint selection. Settings only: the wall time per fine-tuning
+    epoch is returned by :func:`fit_job` and kept in :attr:`Runs.epoch_seconds`."""
 
     model: str
     val: tuple
@@ -58,7 +67,6 @@ class Recipe:
     width: int = 8
     channels: tuple = (8, 16, 32)
     weights: str | None = None
-    epoch_seconds: list = field(default_factory=list)
 
     def make_model(self) -> nn.Module:
         return network(self.model, width=self.width, channels=self.channels, weights=self.weights)
@@ -69,17 +77,11 @@ class Recipe:
         m.load_state_dict(state)
         return m
 
-    def keyless(self) -> "Recipe":
-        """This recipe without its timing record: the settings alone, as the grid's task keys need."""
-        return dataclasses.replace(self, epoch_seconds=[])
-
     def train_many(self, jobs, grid=None) -> list[nn.Module]:
         """The models of ``jobs`` (:class:`Job`), trained as one grid of tasks (:func:`job_state`) on
         ``grid`` (:class:`fairbook.grid.Grid`; None: here, one by one)."""
-        from . import grid as grids
-
         states = grids.run(job_state, [{"job": j} for j in jobs], grid or grids.Grid(),
-                           shared={"recipe": self.keyless()}, desc="aimfair models")
+                           shared={"recipe": self}, desc="aimfair models")
         return [self.from_state(st) for st in states]
 
     def sgd(self, lr: float) -> train.Optim:
@@ -99,27 +101,23 @@ class Recipe:
         """A copy of ``base`` fine-tuned ``ft_epochs`` epochs on (X, y) with only ``selection``
         trained (:func:`fairbook.aimfair.finetune`); ``base`` is left as it was."""
         m = copy.deepcopy(base)
-        t = time.perf_counter()
-        aimfair.finetune(m, selection, X, y, freeze_bn_stats=self.freeze_bn_stats, epochs=self.ft_epochs,
-                         batch_size=self.batch_size, optim=self.sgd(lr), loss="bce", val=self.val,
-                         select="acc", seed=seed)
-        self.epoch_seconds.append((time.perf_counter() - t) / self.ft_epochs)
+        finetune(m, selection, X, y, freeze_bn_stats=self.freeze_bn_stats, epochs=self.ft_epochs,
+                 batch_size=self.batch_size, optim=self.sgd(lr), loss="bce", val=self.val, select="acc", seed=seed)
         return m
 
     def gradients(self, model: nn.Module, R, S1, S2, seed: int, **kw) -> dict:
         """g_R, g_S1, g_S2 (eqs. 1-3) of ``model`` on the (X, y) pairs R, S1, S2
         (:func:`fairbook.aimfair.dataset_gradients`; ``kw`` e.g. ``shuffle=False``)."""
-        return {name: aimfair.dataset_gradients(model, X, y, batch_size=self.batch_size, seed=seed, **kw)
+        return {name: dataset_gradients(model, X, y, batch_size=self.batch_size, seed=seed, **kw)
                 for name, (X, y) in (("R", R), ("S1", S1), ("S2", S2))}
-
 
     def mask(self, model: nn.Module, grads: dict, top_k: float, level: str, measure: str = "abs",
              k: int | None = None):
         """The selective mask (eqs. 4-5) of ``model`` from its gradients ``grads`` (:meth:`gradients`),
         with k the ``top_k`` share of its tensors or scalars (:func:`fairbook.aimfair.k_for_fraction`)
         unless ``k`` is given."""
-        k = aimfair.k_for_fraction(model, top_k, level) if k is None else k
-        return aimfair.selective_mask(grads["R"], grads["S1"], grads["S2"], k, level=level, measure=measure)
+        k = k_for_fraction(model, top_k, level) if k is None else k
+        return selective_mask(grads["R"], grads["S1"], grads["S2"], k, level=level, measure=measure)
 
     def sft_from_scratch(self, R, S1, S2, seed: int, top_k: float, level: str, lr: float):
         """The whole method on one real set (Table 2): ERM on ``R``, the three gradients, the mask, and
@@ -131,7 +129,7 @@ class Recipe:
     def error_set(self, X, y, seed: int, epochs: int) -> np.ndarray:
         """JTT's first stage: ERM for ``epochs`` epochs at a constant learning rate, the last epoch
         kept (:func:`identification_job`), and the training rows it misclassifies
-        (:func:`fairbook.robust.error_set`)."""
+        (:func:`fairbook.aimfair.robust.error_set`)."""
         return robust.error_set(fit_job(self, identification_job(X, y, seed, epochs))[0], X, y)
 
     def error_sets(self, X, y, seeds, epochs: int, grid=None) -> list[np.ndarray]:
@@ -146,9 +144,9 @@ class Recipe:
 
 
 def jtt_data(X, y, error_set, lam: int) -> tuple:
-    """JTT's upsampled training set: every error-set row ``lam`` times (:func:`fairbook.robust.upweight`)."""
+    """JTT's upsampled training set: every error-set row ``lam`` times (:func:`fairbook.aimfair.robust.upweight`)."""
     idx = robust.upweight(error_set, lam)
-    return aimfair.take(X, idx), np.asarray(y)[idx]
+    return take(X, idx), np.asarray(y)[idx]
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ class Job:
     """One training run to be done by :meth:`Runs.flush` as a task of :mod:`fairbook.grid`: with
     ``base`` None, :meth:`Recipe.train_from_scratch` on (X, y) from ``seed`` (with ``objective``
     ``("cvar_dro", {"alpha": a})`` or ``("group_dro", {"n_groups": 4, "eta": e})``: that extra loss
-    of :mod:`fairbook.robust`, ``groups`` the attribute it needs); else :meth:`Recipe.finetune` of a
+    of :mod:`fairbook.aimfair.robust`, ``groups`` the attribute it needs); else :meth:`Recipe.finetune` of a
     model with the weights ``base`` (a state dict) on (X, y) with ``selection`` trained at ``lr``."""
 
     X: Any
@@ -195,17 +193,19 @@ class Pending:
 
 
 def scores(model: nn.Module, val: tuple, test: tuple) -> dict:
-    """Test metrics of :func:`fairbook.aimfair.evaluate` and the validation columns of :class:`Runs`."""
-    v = aimfair.evaluate(model, *val)
-    return {**aimfair.evaluate(model, *test), **{c: v[c.removeprefix("val_")] for c in Runs.VAL_COLS}}
+    """Test metrics of :func:`fairbook.aimfair.table_metrics` and the validation columns of :class:`Runs`."""
+    v = table_metrics(model, *val)
+    return {**table_metrics(model, *test), **{c: v[c.removeprefix("val_")] for c in Runs.VAL_COLS}}
 
 
 def fit_job(recipe: Recipe, job: Job) -> tuple[nn.Module, float | None]:
     """Train ``job``: the model and the seconds per fine-tuning epoch (None from scratch)."""
     if job.base is None:
         return recipe.train_from_scratch(job.X, job.y, job.seed, **job.fit_kwargs()), None
-    model = recipe.finetune(recipe.from_state(job.base), job.selection, job.X, job.y, lr=job.lr, seed=job.seed)
-    return model, recipe.epoch_seconds[-1]
+    base = recipe.from_state(job.base)
+    t = time.perf_counter()
+    model = recipe.finetune(base, job.selection, job.X, job.y, lr=job.lr, seed=job.seed)
+    return model, (time.perf_counter() - t) / recipe.ft_epochs
 
 
 def job_state(recipe: Recipe, job: Job) -> dict:
@@ -232,12 +232,14 @@ def sft_from_scratch_scores(recipe: Recipe, val: tuple, test: tuple, R, S1, S2, 
 @dataclass
 class Runs:
     """The chapter's record of trained models: one row per (table, method, seed) with the test
-    metrics of :func:`fairbook.aimfair.evaluate` and the validation ``val_acc``, ``val_wst``,
+    metrics of :func:`fairbook.aimfair.table_metrics` and the validation ``val_acc``, ``val_wst``,
     ``val_eo`` that alone choose among settings. ``val`` and ``test`` are (X, y, s).
 
     :meth:`record` takes a trained model or a :class:`Job`; runs are queued and done, in order, by
     :meth:`flush` (called by :meth:`frame` and :meth:`summary`): the jobs as one grid of tasks on
-    ``grid`` (:class:`fairbook.grid.Grid`; None: here, one by one) with ``recipe``."""
+    ``grid`` (:class:`fairbook.grid.Grid`; None: here, one by one) with ``recipe``.
+    ``epoch_seconds`` collects the wall time per epoch of every fine-tuning job done (the mask's cost
+    is reported against it)."""
 
     val: tuple
     test: tuple
@@ -247,6 +249,7 @@ class Runs:
     queue: list = field(default_factory=list)
     models: dict = field(default_factory=dict)
     count: int = 0
+    epoch_seconds: list = field(default_factory=list)
 
     VAL_COLS = ("val_acc", "val_wst", "val_eo")
 
@@ -264,12 +267,10 @@ class Runs:
         self.rows.append({"table": table, "method": method, "seed": seed, **extra, **scores_})
 
     def run_tasks(self, fn, tasks, desc: str, **shared) -> list:
-        """:func:`fairbook.grid.run` of ``fn`` on ``grid`` with ``recipe`` (settings only), ``val`` and
-        ``test`` shared by every task."""
-        from . import grid as grids
-
+        """:func:`fairbook.grid.run` of ``fn`` on ``grid`` with ``recipe``, ``val`` and ``test`` shared by
+        every task."""
         return grids.run(fn, tasks, self.grid or grids.Grid(), desc=desc,
-                         shared={"recipe": self.recipe.keyless(), "val": self.val, "test": self.test, **shared})
+                         shared={"recipe": self.recipe, "val": self.val, "test": self.test, **shared})
 
     def flush(self) -> None:
         """Do every queued run and append its row, in the order recorded."""
@@ -282,7 +283,7 @@ class Runs:
                 res = next(done)
                 self.rows.append({**head, **res["scores"]})
                 if res["epoch_seconds"] is not None:
-                    self.recipe.epoch_seconds.append(res["epoch_seconds"])
+                    self.epoch_seconds.append(res["epoch_seconds"])
                 if keep:
                     self.models[index] = self.recipe.from_state(res["state"]).eval()
             else:
@@ -300,7 +301,7 @@ class Runs:
         df = self.frame()
         df = df[df.table.isin(tables)]
         val_cols = list(self.VAL_COLS)
-        out = aimfair.aggregate(df.drop(columns=[c for c in val_cols + ["lr"] if c in df]), by=["table", "method"])
+        out = aggregate(df.drop(columns=[c for c in val_cols + ["lr"] if c in df]), by=["table", "method"])
         return out.merge(df.groupby(["table", "method"], sort=False)[val_cols].mean().reset_index(),
                          on=["table", "method"])
 
@@ -309,34 +310,32 @@ def lr_search(runs: Runs, finetune, selections: dict, seeds, lrs, keep=(), befor
               table: str = "main") -> tuple[dict, dict]:
     """Each method of ``selections`` (name -> seed -> selection) fine-tuned at every learning rate of
     ``lrs`` for every seed (``finetune(seed, selection, lr)``: a model or a :class:`Job`, trained
-    together by :meth:`Runs.flush`), recorded as ``"lr search"``;
+    together by :meth:`Runs.flush`), recorded as ``"lr search"`` (:data:`~fairbook.aimfair.selection.LR_TABLE`);
     per method the rate with the best seed-mean validation WST
-    (:func:`fairbook.aimfair_claims.chosen`) is kept and its runs are recorded again under ``table``.
+    (:func:`fairbook.aimfair.selection.chosen`) is kept and its runs are recorded again under ``table``.
     ``before(seed)`` runs first for each seed (the chapter records its baselines there).
     Returns (the chosen rate per method, the chosen models of the methods in ``keep``, keyed by
     (method, seed); the others are not kept)."""
-    from .aimfair_claims import chosen
-
     kept = {}
     for s in seeds:
         if before is not None:
             before(s)
         for name, selection in selections.items():
             for lr in lrs:
-                kept[name, s, lr] = runs.record("lr search", name, s, finetune(s, selection(s), lr),
+                kept[name, s, lr] = runs.record(LR_TABLE, name, s, finetune(s, selection(s), lr),
                                                 keep=name in keep, lr=lr)
     frame = runs.frame()
-    best = {name: chosen(frame, "lr search", name) for name in selections}
+    best = {name: chosen(frame, LR_TABLE, name) for name in selections}
     runs.rows += [dict(r, table=table) for r in list(runs.rows)
-                  if r["table"] == "lr search" and r["lr"] == best[r["method"]]]
+                  if r["table"] == LR_TABLE and r["lr"] == best[r["method"]]]
     return best, {(name, s): runs.models[kept[name, s, best[name]].index] for name in keep for s in seeds}
 
 
 def pool_draw(pool: tuple, ratios, n: int, master: int, seed: int, stream: int) -> tuple:
     """``n`` rows of the synthetic ``pool`` (X, y, s) with the (y, s) cell shares ``ratios``, without
-    repeats (:func:`fairbook.aimfair.draw_cells`), from the random stream (master seed, model seed,
+    repeats (:func:`fairbook.aimfair.data.draw_cells`), from the random stream (master seed, model seed,
     stream): each seed draws its own sets, and each use of the pool its own stream."""
-    return aimfair.draw_cells(*pool, ratios, n, np.random.default_rng([master, seed, stream]))
+    return draw_cells(*pool, ratios, n, np.random.default_rng([master, seed, stream]))
 
 
 @dataclass
@@ -363,7 +362,7 @@ def prepare(recipe: Recipe, R: tuple, pool: tuple, seeds, master: int, n: int, r
     out = Prepared(pretrained, {}, {}, {}, [])
     for s in seeds:
         out.S1[s] = pool_draw(pool, real_ratios, n, master, s, 12)[:2]
-        out.S2[s] = pool_draw(pool, aimfair.balanced_ratios(), n, master, s, 11)[:2]
+        out.S2[s] = pool_draw(pool, balanced_ratios(), n, master, s, 11)[:2]
         t = time.perf_counter()
         out.grads[s] = recipe.gradients(pretrained[s], R, out.S1[s], out.S2[s], s)
         recipe.mask(pretrained[s], out.grads[s], top_k, level)
@@ -380,3 +379,19 @@ def condition_judge(X, labels, *, channels=(8, 16, 32), batch_size: int = 128, e
     train.fit(m, X, labels, epochs=epochs, batch_size=batch_size, optim=train.Optim("adam", lr=2e-3),
               select=None, seed=seed)
     return m
+
+
+def cell_grid(X, y, s, per_cell: int = 8) -> np.ndarray:
+    """The images of a synthetic set laid out for ``imshow``: one row per (y, s) cell in
+    :data:`CELLS` order, ``per_cell`` images spread evenly over the cell's rows; an (H·cells,
+    W·per_cell, C) array clipped to [0, 1]. ``X``: (N, C, H, W) images or an image table."""
+    y, s = np.asarray(y), np.asarray(s)
+    rows = []
+    for yy, ss in CELLS:
+        idx = np.flatnonzero((y == yy) & (s == ss))
+        if len(idx) == 0:
+            raise ValueError(f"cell_grid: the cell (y={yy}, s={ss}) has no image")
+        idx = idx[np.linspace(0, len(idx) - 1, per_cell).astype(int)]
+        imgs = X[idx] if isinstance(X, np.ndarray) else np.stack([X[int(i)][0].numpy() for i in idx])
+        rows.append(np.concatenate(list(imgs), axis=2))
+    return np.clip(np.concatenate(rows, axis=1).transpose(1, 2, 0), 0, 1)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import train
+from .. import train
 
 __all__ = ["per_sample_loss", "cvar_dro", "GroupDRO", "error_set", "upweight", "error_set_minority_share"]
 LOSSES = ("bce", "ce")

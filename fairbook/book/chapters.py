@@ -1,6 +1,6 @@
 """The book's chapters (jupytext MyST sources in ``notebooks/``) and their profiles.
 
-Profiles live in one place, ``fairbook/profiles/<profile>.yml``, as ``{chapter: {parameter: value}}``.
+Profiles live in one place, ``fairbook/book/profiles/<profile>.yml``, as ``{chapter: {parameter: value}}``.
 A profile value must name a parameter of the chapter's ``parameters`` cell and pass its check;
 values a profile leaves out keep the notebook's own default.
 """

@@ -22,18 +22,20 @@ permuted-attribute null (:func:`disparity_vs_null`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from . import claims as C
+from .. import claims as C
 
 __all__ = ["choose", "best_at_similar_ap", "chosen_settings", "family_best", "seed_values", "paired",
            "cell_ratio_bootstrap", "log_median_disparity", "log_norm_median", "disparity_statistic",
-           "disparity_vs_null", "disparity_fairness", "undefined_fraction",
-           "claims", "BASELINES", "RATIO_THRESHOLD"]
+           "disparity_vs_null", "disparity_fairness", "undefined_fraction", "BASELINES", "RATIO_THRESHOLD",
+           "CLAIMS", "Fig4Choices", "judge", "judge_dp", "judge_fig2", "judge_fig4", "judge_gcm_vs_best",
+           "judge_table1", "judge_table2", "judge_table6", "judge_tables34"]
 
 #: The baselines of Fig. 4 (the family "the best baseline" is chosen from).
 BASELINES = ("Vanilla", "OverSampling", "EOR", "Adversarial")
@@ -271,7 +273,95 @@ def disparity_fairness(runs: pd.DataFrame, k: int = 2) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-# --- the claims ---------------------------------------------------------------------------------------------
+# --- the claims: specifications ------------------------------------------------------------------------------
+# One fairbook.claims.Claim per claim of the paper. Texts that depend on the run's arguments carry
+# str.format fields ({ap_tolerance:g}, ...), filled by _spec.
+T1_RATIO = C.Claim(
+    "gcm_t1_ratio", "Standard training draws the (a, y) cells very unequally on Adult", "Table 1",
+    "Z11/Z01 = 57/10 = 5.7",
+    f"Z11/Z01 of Adult's training rows minus {RATIO_THRESHOLD:g} (> 0: more unequal than the threshold)",
+    "training example (bootstrap over the training rows)", "gcm-table1", paper_effect=57 / 10 - RATIO_THRESHOLD)
+FIG2_DISPARITY = C.Claim(
+    "gcm_fig2_disparity", "Oversampling leaves a group contribution disparity (r̂ ≠ 1)", "Fig. 2",
+    "r̂ ≈ 1.5 after oversampling (CelebA)",
+    "distance of the median norm-based disparity log(|Z0|‖ḡ0‖ / |Z1|‖ḡ1‖) (max over y) of the true "
+    "attribute from the permuted ones', minus the same for a permuted attribute (mean over permutations "
+    "within y); Adult with oversampling (> 0: the sexes' contributions differ more than a random split's)",
+    "seed", "gcm-fig2")
+DISPARITY_FAIRNESS = C.Claim(
+    "gcm_disparity_fairness", "Higher contribution disparity goes with worse fairness", "§3, Fig. 2",
+    "disparity and −ΔEO move together during training (Fig. 2)",
+    "Spearman ρ, over Adult's Fig. 4 settings of one seed, between the final norm-based disparity "
+    "max_y |log-norm| and the test ΔEO (> 0: more disparity, less fair)", "seed", "gcm-fig2")
+OS_ADULT = C.Claim(
+    "gcm_os_adult", "Oversampling fails to improve fairness on Adult (it is less fair than vanilla)",
+    "Fig. 2, Fig. 4", "−ΔEO −0.096 → −0.140 (Fig. 2); vanilla −0.108 (Fig. 4)",
+    "test −ΔEO, Vanilla − OverSampling (> 0: oversampling less fair)", "seed", "gcm-fig4",
+    paper_effect=0.140 - 0.096)
+OS_COMPAS = C.Claim(
+    "gcm_os_compas", "Oversampling improves fairness on COMPAS", "Fig. 4", "−ΔEO −0.383 → −0.038",
+    "test −ΔEO, OverSampling − Vanilla (> 0: oversampling fairer)", "seed", "gcm-fig4",
+    paper_effect=0.383 - 0.038)
+_BEST_QUANTITY = ("test −ΔEO, GCM − the best baseline, each at its validation-chosen setting with validation AP ≥ "
+                  "OverSampling's − {ap_tolerance:g} (> 0: GCM fairer)")
+GCM_BEST_ADULT = C.Claim(
+    "gcm_best_adult", "GCM is fairer than the best baseline at similar AP on Adult", "Fig. 4",
+    "GCM (T=2) −0.033 vs EOR −0.051", _BEST_QUANTITY, "seed", "gcm-fig4", paper_effect=0.051 - 0.033)
+GCM_BEST_COMPAS = C.Claim(
+    "gcm_best_compas", "GCM is fairer than the best baseline at similar AP on COMPAS", "Fig. 4",
+    "GCM the fairest curve (Fig. 4)", _BEST_QUANTITY, "seed", "gcm-fig4")
+GCM_AP_ADULT = C.Claim(
+    "gcm_ap_adult", "GCM's fairness comes at an AP similar to OverSampling's on Adult", "§4.2, Table 3",
+    "GCM (T=2) at 0.751 (§4.2, 'accuracy'); OverSampling AP 0.762 (Table 3, λ = 0)",
+    "test AP, chosen GCM − OverSampling; the same when within ±{margin:g} (the chapter's ap_tolerance)",
+    "seed", "gcm-fig4")
+GCM_TEMPERATURE = C.Claim(
+    "gcm_temperature", "Gradient reweighing (T={t_max:g}) is fairer than plain matching (T={t_min:g}) on Adult",
+    "Fig. 4", "T=2 above T=0 (Fig. 4)",
+    "test −ΔEO, GCM at the larger T − at the smaller T, each at its validation-chosen λ (> 0: reweighing fairer)",
+    "seed", "gcm-fig4")
+#: Table 2, per layer l: GCM on bias_l against GCM on weight_l
+BIAS_LAYERS = tuple(C.Claim(
+    f"gcm_bias_layer{layer}", f"Aligning the biases beats aligning the weights (layer {layer})", "Table 2", paper,
+    f"test −ΔEO, GCM on bias_{layer} − on weight_{layer}, each at its validation-chosen λ above the AP floor "
+    "(> 0: biases fairer)", "seed", "gcm-table2", paper_effect=effect)
+    for layer, paper, effect in ((0, "bias_0 −0.058 vs weight_0 −0.118", 0.118 - 0.058),
+                                 (1, "bias_1 −0.070 vs weight_1 −0.079", 0.079 - 0.070)))
+_ALIGN_QUANTITY = ("test −ΔEO, chosen GCM − {source}'s method at its validation-best λ > 0{floor_txt} "
+                   "(> 0: GCM fairer)")
+GCM_VS_IGA = C.Claim(
+    "gcm_vs_iga", "IGA improves fairness less than GCM on Adult", "Table 3", "IGA best −0.095 vs GCM −0.033",
+    _ALIGN_QUANTITY, "seed", "gcm-table34", paper_effect=0.095 - 0.033)
+GCM_VS_DIRECT = C.Claim(
+    "gcm_vs_direct", "Direct aligning improves fairness less than GCM at similar AP", "Table 4",
+    "direct −0.130 at AP 0.750 vs GCM −0.033 at 0.751", _ALIGN_QUANTITY, "seed", "gcm-table34",
+    paper_effect=0.130 - 0.033)
+GCM_BEST_COLORED = C.Claim(
+    "gcm_best_colored", "GCM is the fairest method on coloured digits ({image_dataset})", "Table 5",
+    "GCM (T=2) −0.013 vs EOR −0.016", _BEST_QUANTITY, "seed", "gcm-table5", paper_effect=0.016 - 0.013)
+GCM_MULTICLASS = C.Claim(
+    "gcm_multiclass", "GCM has the lowest Bias on colour/gray ten-class data", "Table 6",
+    "GCM −0.028 vs OverSampling −0.066 (CIFAR-10S)",
+    "−Bias on the reporting half of the test images, GCM − the best baseline, both chosen on the "
+    "other half (> 0: GCM less biased)", "seed", "gcm-table6", paper_effect=0.066 - 0.028)
+GCM_DP_COMPAS = C.Claim(
+    "gcm_dp_compas", "GCM with resampling beats the baselines on ΔDP (COMPAS)", "§4.3 (other fairness metrics)",
+    "−0.0027 vs EOR −0.015, resampling −0.029",
+    "test −ΔDP, GCM + resampling − the best baseline, each at its validation-chosen setting with "
+    "validation AP ≥ Resampling's − {ap_tolerance:g} (> 0: GCM fairer)", "seed", "gcm-dp",
+    paper_effect=0.015 - 0.0027)
+#: every claim the chapter judges, in the order of the table :func:`judge` returns
+CLAIMS = (T1_RATIO, FIG2_DISPARITY, DISPARITY_FAIRNESS, OS_ADULT, OS_COMPAS, GCM_BEST_ADULT, GCM_BEST_COMPAS,
+          GCM_AP_ADULT, GCM_TEMPERATURE, *BIAS_LAYERS, GCM_VS_IGA, GCM_VS_DIRECT, GCM_BEST_COLORED, GCM_MULTICLASS,
+          GCM_DP_COMPAS)
+
+
+# --- the claims: judging ------------------------------------------------------------------------------------
+def _spec(claim: C.Claim, **fields) -> C.Claim:
+    """``claim`` with its texts' format fields filled from ``fields`` (texts without fields unchanged)."""
+    return replace(claim, **{f: getattr(claim, f).format(**fields) for f in ("claim", "quantity")})
+
+
 def _neg(runs: pd.DataFrame, cols: dict) -> pd.DataFrame:
     """A copy with negated columns (−ΔEO, −ΔDP: higher is fairer)."""
     runs = runs.copy()
@@ -287,6 +377,12 @@ def _diff(claim: C.Claim, d, empty_note: str) -> dict:
     return row
 
 
+def _prepend_note(row: dict, text: str) -> dict:
+    """``text`` in front of the row's note (joined by "; ")."""
+    row["note"] = text + ("; " + row["note"] if row["note"] else "")
+    return row
+
+
 def _label(method, chosen, setting) -> str:
     """"GCM (T=2) @ 0.3": a method at its chosen setting, for the notes ("none" when none qualified)."""
     if method is None or chosen is None:
@@ -297,13 +393,168 @@ def _label(method, chosen, setting) -> str:
     return f"{method} @ {s:g}" if isinstance(s, (int, float, np.number)) else f"{method} @ {s}"
 
 
-def claims(*, adult_y, adult_a, disparity: pd.DataFrame, fig4_runs: pd.DataFrame,
-           layer_runs: pd.DataFrame, iga_runs: pd.DataFrame, direct_runs: pd.DataFrame,
-           dp_runs: pd.DataFrame, multiclass_runs: pd.DataFrame | None = None,
-           image_dataset: str | None = None, temperatures: Sequence[float] = (0.0, 2.0),
-           ap_tolerance: float = 0.02, ap_margin: float | None = None, n_boot: int = 9999,
-           seed: int = 0) -> pd.DataFrame:
-    """The GCM paper's claims against one run, as :func:`fairbook.claims.table` (chapter "gcm").
+def _versus(runs: pd.DataFrame, chosen: dict, first: str | None, second: str | None, setting: str,
+            value: str) -> tuple[np.ndarray, str]:
+    """The paired differences ``first − second`` of ``value``, each at its chosen setting, and the note
+    naming both ("GCM (T=2) @ 0.3 vs EOR @ 1")."""
+    d = paired(seed_values(runs, first, setting, chosen.get(first), value),
+               seed_values(runs, second, setting, chosen.get(second), value))
+    return d, f"{_label(first, chosen.get(first), setting)} vs {_label(second, chosen.get(second), setting)}"
+
+
+def judge_table1(adult_y, adult_a, n_boot: int = 9999, seed: int = 0) -> list[dict]:
+    """Table 1: Adult's Z11/Z01 against :data:`RATIO_THRESHOLD` (:func:`cell_ratio_bootstrap`)."""
+    b = cell_ratio_bootstrap(adult_y, adult_a, n_boot=n_boot, seed=seed)
+    return [C.custom(T1_RATIO, n=b["n"], estimate=b["estimate"], ci=b["ci"], p=b["p"], mde=b["mde"],
+                     note=f"ratio {b['ratio']:.2f}; percentile interval of {n_boot} bootstrap resamples")]
+
+
+def judge_fig2(disparity: pd.DataFrame, fig4_runs: pd.DataFrame) -> list[dict]:
+    """Fig. 2: the disparity after oversampling against the permuted null (``disparity``:
+    :func:`disparity_vs_null`), and its rank correlation with ΔEO over Fig. 4's settings when
+    ``fig4_runs`` has the final disparity (:func:`disparity_fairness`)."""
+    dis = disparity[(disparity.dataset == "adult") & (disparity.training == "oversampling")].sort_values("seed")
+    row = C.difference(FIG2_DISPARITY, dis["lognorm_excess"].to_numpy())
+    if len(dis):
+        _prepend_note(row, f"{int(dis.n_perm.min())} permutations per step; eq. 8's excess "
+                           f"{dis.excess.mean():.3f}; undefined r̂ elements {dis.undefined_fraction.mean():.1%}")
+    rows = [row]
+    if "lognorm_y0" in fig4_runs:
+        per = disparity_fairness(fig4_runs[fig4_runs.dataset == "adult"])
+        row = C.difference(DISPARITY_FAIRNESS, per["rho"].to_numpy())
+        rows.append(_prepend_note(row, f"{int(per.n.median())} settings per seed"))
+    return rows
+
+
+@dataclass(frozen=True)
+class Fig4Choices:
+    """Fig. 4's runs per dataset (``by_ds``, −ΔEO columns added), each dataset's AP floor (OverSampling's
+    seed-mean validation AP − ap_tolerance) and every method's setting chosen on validation
+    (:func:`chosen_settings`); ``gcm_methods`` the GCM family (one member per temperature)."""
+
+    by_ds: dict
+    floors: dict
+    chosen: dict
+    gcm_methods: tuple[str, ...]
+    setting: str = "strength"
+
+    @classmethod
+    def of(cls, fig4_runs: pd.DataFrame, temperatures: Sequence[float], ap_tolerance: float) -> "Fig4Choices":
+        runs = _neg(fig4_runs, {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
+        by_ds = {ds: runs[runs.dataset == ds].reset_index(drop=True) for ds in runs.dataset.unique()}
+        gcm_methods = tuple(f"GCM (T={T:g})" for T in temperatures)
+        floors, chosen = {}, {}
+        for ds, sub in by_ds.items():
+            floors[ds] = float(sub[sub.method == "OverSampling"].val_ap.mean()) - ap_tolerance
+            chosen[ds] = chosen_settings(sub, list(BASELINES) + list(gcm_methods), setting=cls.setting,
+                                         floor_col="val_ap", floor=floors[ds], score_col="val_neg_deo")
+        return cls(by_ds, floors, chosen, gcm_methods)
+
+    def per_seed(self, ds: str, method: str, value: str = "neg_deo") -> dict:
+        """``{seed: value}`` of every run of ``method`` on ``ds`` (for the methods without a strength)."""
+        r = self.by_ds[ds]
+        idx = np.flatnonzero(r.method.to_numpy(dtype=object) == method)
+        return dict(zip(r.seed.to_numpy()[idx].tolist(), r[value].to_numpy(dtype=float)[idx].tolist()))
+
+    def gcm_best(self, ds: str) -> str | None:
+        """The GCM temperature with the best validation −ΔEO at its chosen λ on ``ds``."""
+        return family_best(self.chosen[ds], self.gcm_methods, "val_neg_deo")
+
+    def gcm_seeds(self, ds: str, value: str = "neg_deo") -> dict:
+        """``{seed: value}`` of the chosen GCM (:meth:`gcm_best`) at its chosen λ on ``ds``."""
+        g = self.gcm_best(ds)
+        return seed_values(self.by_ds[ds], g, self.setting, self.chosen[ds].get(g), value)
+
+
+def judge_gcm_vs_best(f4: Fig4Choices, ds: str, baselines: Sequence[str], claim: C.Claim) -> dict:
+    """GCM against the best of ``baselines`` on ``ds``, each at its validation-chosen setting."""
+    ch = f4.chosen[ds]
+    d, note = _versus(f4.by_ds[ds], ch, f4.gcm_best(ds), family_best(ch, baselines, "val_neg_deo"), f4.setting,
+                      "neg_deo")
+    return _prepend_note(_diff(claim, d, "no GCM setting or no baseline reached the AP floor"), note)
+
+
+def judge_fig4(f4: Fig4Choices, temperatures: Sequence[float], ap_tolerance: float, margin: float) -> list[dict]:
+    """Fig. 4: oversampling vs vanilla (Adult, COMPAS), GCM vs the best baseline at similar AP, GCM's AP
+    (equivalence with OverSampling's within ``margin``) and the larger temperature vs the smaller."""
+    rows = [C.difference(OS_ADULT, paired(f4.per_seed("adult", "Vanilla"), f4.per_seed("adult", "OverSampling"))),
+            C.difference(OS_COMPAS, paired(f4.per_seed("compas", "OverSampling"), f4.per_seed("compas", "Vanilla")))]
+    for ds, claim in (("adult", GCM_BEST_ADULT), ("compas", GCM_BEST_COMPAS)):
+        rows.append(judge_gcm_vs_best(f4, ds, BASELINES, _spec(claim, ap_tolerance=ap_tolerance)))
+    d = paired(f4.gcm_seeds("adult", "ap"), f4.per_seed("adult", "OverSampling", "ap"))
+    row = C.equivalence(_spec(GCM_AP_ADULT, margin=margin), d, margin=margin)
+    if len(d) == 0:
+        row["note"] = "no GCM setting reached the AP floor"
+    rows.append(row)
+    if len(f4.gcm_methods) > 1:
+        hi, lo = f"GCM (T={max(temperatures):g})", f"GCM (T={min(temperatures):g})"
+        d, _ = _versus(f4.by_ds["adult"], f4.chosen["adult"], hi, lo, f4.setting, "neg_deo")
+        claim = _spec(GCM_TEMPERATURE, t_max=max(temperatures), t_min=min(temperatures))
+        rows.append(_diff(claim, d, "a temperature had no λ above the AP floor"))
+    return rows
+
+
+def judge_table2(layer_runs: pd.DataFrame, floor: float) -> list[dict]:
+    """Table 2: GCM on each layer's biases vs on its weights, each at its validation-chosen λ above
+    ``floor`` (Fig. 4's Adult AP floor)."""
+    lr = _neg(layer_runs.rename(columns={"subset": "method"}), {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
+    ch = chosen_settings(lr, list(lr.method.unique()), setting="lambda", floor_col="val_ap", floor=floor,
+                         score_col="val_neg_deo", exempt=())
+    rows = []
+    for layer, claim in enumerate(BIAS_LAYERS):
+        d, _ = _versus(lr, ch, f"bias_{layer}", f"weight_{layer}", "lambda", "neg_deo")
+        rows.append(_diff(claim, d, "a subset had no λ above the AP floor"))
+    return rows
+
+
+def judge_tables34(f4: Fig4Choices, iga_runs: pd.DataFrame, direct_runs: pd.DataFrame) -> list[dict]:
+    """Tables 3-4: the chosen GCM (Adult, Fig. 4) vs IGA and vs direct aligning, each at its
+    validation-best λ > 0 above Fig. 4's Adult AP floor."""
+    g_seed, floor, rows = f4.gcm_seeds("adult"), f4.floors["adult"], []
+    for claim, tab in ((GCM_VS_IGA, iga_runs), (GCM_VS_DIRECT, direct_runs)):
+        t = _neg(tab[tab.lam > 0].assign(method="m"), {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
+        c = chosen_settings(t, ["m"], setting="lam", floor_col="val_ap", floor=floor, score_col="val_neg_deo",
+                            exempt=())["m"]
+        d = paired(g_seed, seed_values(t, "m", "lam", c, "neg_deo"))
+        claim = _spec(claim, source=claim.source, floor_txt="" if floor == -math.inf else " above the AP floor")
+        row = _diff(claim, d, "no λ > 0 reached the AP floor" if c is None else "no GCM setting reached the AP floor")
+        rows.append(_prepend_note(row, f"λ = {c['lam']:g}") if c is not None else row)
+    return rows
+
+
+def judge_table6(multiclass_runs: pd.DataFrame, ap_tolerance: float) -> list[dict]:
+    """Table 6: GCM's −Bias vs the best baseline's on the reporting half, settings chosen on the other
+    half above OverSampling's accuracy − ``ap_tolerance``."""
+    m6 = multiclass_runs
+    floor6 = float(m6[m6.method == "OverSampling"]["sel acc"].mean()) - ap_tolerance
+    base6 = [m for m in ("Vanilla", "OverSampling", "Adv") if m in set(m6.method)]
+    ch6 = chosen_settings(m6, base6 + ["GCM"], setting="setting", floor_col="sel acc", floor=floor6,
+                          score_col="sel -Bias")
+    d, note = _versus(m6, ch6, "GCM", family_best(ch6, base6, "sel -Bias"), "setting", "rep -Bias")
+    return [_prepend_note(_diff(GCM_MULTICLASS, d, "no GCM setting or no baseline reached the accuracy floor"), note)]
+
+
+def judge_dp(dp_runs: pd.DataFrame, ap_tolerance: float) -> list[dict]:
+    """The ΔDP extension (COMPAS): GCM + resampling vs the best baseline on −ΔDP, each at its
+    validation-chosen setting above Resampling's AP − ``ap_tolerance``."""
+    dp = _neg(dp_runs, {"neg_ddp": "delta_dp", "val_neg_ddp": "val_delta_dp"})
+    floor_dp = float(dp[dp.method == "Resampling"].val_ap.mean()) - ap_tolerance
+    base_dp = [m for m in ("Vanilla", "OverSampling", "Resampling", "EOR", "Adversarial") if m in set(dp.method)]
+    chd = chosen_settings(dp, base_dp + ["GCM + resampling"], setting="strength", floor_col="val_ap",
+                          floor=floor_dp, score_col="val_neg_ddp")
+    d, note = _versus(dp, chd, "GCM + resampling", family_best(chd, base_dp, "val_neg_ddp"), "strength", "neg_ddp")
+    return [_prepend_note(_diff(_spec(GCM_DP_COMPAS, ap_tolerance=ap_tolerance), d, "no setting reached the AP floor"),
+                          note)]
+
+
+def judge(*, adult_y, adult_a, disparity: pd.DataFrame, fig4_runs: pd.DataFrame,
+          layer_runs: pd.DataFrame, iga_runs: pd.DataFrame, direct_runs: pd.DataFrame,
+          dp_runs: pd.DataFrame, multiclass_runs: pd.DataFrame | None = None,
+          image_dataset: str | None = None, temperatures: Sequence[float] = (0.0, 2.0),
+          ap_tolerance: float = 0.02, ap_margin: float | None = None, n_boot: int = 9999,
+          seed: int = 0) -> pd.DataFrame:
+    """The GCM paper's claims (:data:`CLAIMS`) against one run, as :func:`fairbook.claims.table`
+    (chapter "gcm").
 
     Parameters (all per-seed tables; ``seed`` columns pair the methods)
     ----------
@@ -324,201 +575,14 @@ def claims(*, adult_y, adult_a, disparity: pd.DataFrame, fig4_runs: pd.DataFrame
     n_boot, seed : Table 1's bootstrap.
     """
     margin = ap_tolerance if ap_margin is None else ap_margin
-    rows = []
-    # Table 1
-    b = cell_ratio_bootstrap(adult_y, adult_a, n_boot=n_boot, seed=seed)
-    rows.append(C.custom(C.Claim(
-        "gcm_t1_ratio", "Standard training draws the (a, y) cells very unequally on Adult", "Table 1",
-        "Z11/Z01 = 57/10 = 5.7",
-        f"Z11/Z01 of Adult's training rows minus {RATIO_THRESHOLD:g} (> 0: more unequal than the threshold)",
-        "training example (bootstrap over the training rows)", "gcm-table1",
-        paper_effect=57 / 10 - RATIO_THRESHOLD),
-        n=b["n"], estimate=b["estimate"], ci=b["ci"], p=b["p"], mde=b["mde"],
-        note=f"ratio {b['ratio']:.2f}; percentile interval of {n_boot} bootstrap resamples"))
-
-    # Fig. 2
-    dis = disparity[(disparity.dataset == "adult") & (disparity.training == "oversampling")].sort_values("seed")
-    row = C.difference(C.Claim(
-        "gcm_fig2_disparity", "Oversampling leaves a group contribution disparity (r̂ ≠ 1)", "Fig. 2",
-        "r̂ ≈ 1.5 after oversampling (CelebA)",
-        "distance of the median norm-based disparity log(|Z0|‖ḡ0‖ / |Z1|‖ḡ1‖) (max over y) of the true "
-        "attribute from the permuted ones', minus the same for a permuted attribute (mean over permutations "
-        "within y); Adult with oversampling (> 0: the sexes' contributions differ more than a random split's)",
-        "seed", "gcm-fig2"), dis["lognorm_excess"].to_numpy())
-    if len(dis):
-        row["note"] = (f"{int(dis.n_perm.min())} permutations per step; eq. 8's excess {dis.excess.mean():.3f}; "
-                       f"undefined r̂ elements {dis.undefined_fraction.mean():.1%}"
-                       + ("; " + row["note"] if row["note"] else ""))
-    rows.append(row)
-    if "lognorm_y0" in fig4_runs:
-        per = disparity_fairness(fig4_runs[fig4_runs.dataset == "adult"])
-        row = C.difference(C.Claim(
-            "gcm_disparity_fairness", "Higher contribution disparity goes with worse fairness", "§3, Fig. 2",
-            "disparity and −ΔEO move together during training (Fig. 2)",
-            "Spearman ρ, over Adult's Fig. 4 settings of one seed, between the final norm-based disparity "
-            "max_y |log-norm| and the test ΔEO (> 0: more disparity, less fair)", "seed", "gcm-fig2"),
-            per["rho"].to_numpy())
-        row["note"] = (f"{int(per.n.median())} settings per seed" + ("; " + row["note"] if row["note"] else ""))
-        rows.append(row)
-
-    runs = _neg(fig4_runs, {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
-    setting = "strength"
-
-    by_ds = {ds: runs[runs.dataset == ds].reset_index(drop=True) for ds in runs.dataset.unique()}
-
-    def per_seed(ds, method, value="neg_deo"):
-        r = by_ds[ds]
-        idx = np.flatnonzero(r.method.to_numpy(dtype=object) == method)
-        return dict(zip(r.seed.to_numpy()[idx].tolist(), r[value].to_numpy(dtype=float)[idx].tolist()))
-
-    # oversampling vs vanilla
-    d = paired(per_seed("adult", "Vanilla"), per_seed("adult", "OverSampling"))
-    rows.append(C.difference(C.Claim(
-        "gcm_os_adult", "Oversampling fails to improve fairness on Adult (it is less fair than vanilla)",
-        "Fig. 2, Fig. 4", "−ΔEO −0.096 → −0.140 (Fig. 2); vanilla −0.108 (Fig. 4)",
-        "test −ΔEO, Vanilla − OverSampling (> 0: oversampling less fair)", "seed", "gcm-fig4",
-        paper_effect=0.140 - 0.096), d))
-    d = paired(per_seed("compas", "OverSampling"), per_seed("compas", "Vanilla"))
-    rows.append(C.difference(C.Claim(
-        "gcm_os_compas", "Oversampling improves fairness on COMPAS", "Fig. 4", "−ΔEO −0.383 → −0.038",
-        "test −ΔEO, OverSampling − Vanilla (> 0: oversampling fairer)", "seed", "gcm-fig4",
-        paper_effect=0.383 - 0.038), d))
-
-    # GCM vs the best baseline at similar AP (Fig. 4, Table 5)
-    gcm_methods = [f"GCM (T={T:g})" for T in temperatures]
-    chosen, floors = {}, {}
-    for ds, sub in by_ds.items():
-        floors[ds] = float(sub[sub.method == "OverSampling"].val_ap.mean()) - ap_tolerance
-        chosen[ds] = chosen_settings(sub, list(BASELINES) + gcm_methods, setting=setting, floor_col="val_ap",
-                                     floor=floors[ds], score_col="val_neg_deo")
-
-    def gcm_vs(ds, baselines, key, claim_text, source, paper, section, effect):
-        ch, sub = chosen[ds], by_ds[ds]
-        g = family_best(ch, gcm_methods, "val_neg_deo")
-        bl = family_best(ch, baselines, "val_neg_deo")
-        d = paired(seed_values(sub, g, setting, ch.get(g), "neg_deo"),
-                   seed_values(sub, bl, setting, ch.get(bl), "neg_deo"))
-        row = _diff(C.Claim(key, claim_text, source, paper,
-                            f"test −ΔEO, GCM − the best baseline, each at its validation-chosen setting with "
-                            f"validation AP ≥ OverSampling's − {ap_tolerance:g} (> 0: GCM fairer)",
-                            "seed", section, paper_effect=effect), d,
-                    "no GCM setting or no baseline reached the AP floor")
-        row["note"] = f"{_label(g, ch.get(g), setting)} vs {_label(bl, ch.get(bl), setting)}" + (
-            "; " + row["note"] if row["note"] else "")
-        return row, g
-
-    row, g_adult = gcm_vs("adult", BASELINES, "gcm_best_adult",
-                          "GCM is fairer than the best baseline at similar AP on Adult", "Fig. 4",
-                          "GCM (T=2) −0.033 vs EOR −0.051", "gcm-fig4", 0.051 - 0.033)
-    rows.append(row)
-    row, _ = gcm_vs("compas", BASELINES, "gcm_best_compas",
-                    "GCM is fairer than the best baseline at similar AP on COMPAS", "Fig. 4",
-                    "GCM the fairest curve (Fig. 4)", "gcm-fig4", None)
-    rows.append(row)
-
-    # GCM keeps AP (equivalence)
-    ch = chosen["adult"]
-    sub = by_ds["adult"]
-    d = paired(seed_values(sub, g_adult, setting, ch.get(g_adult), "ap"), per_seed("adult", "OverSampling", "ap"))
-    row = C.equivalence(C.Claim(
-        "gcm_ap_adult", "GCM's fairness comes at an AP similar to OverSampling's on Adult", "§4.2, Table 3",
-        "GCM (T=2) at 0.751 (§4.2, 'accuracy'); OverSampling AP 0.762 (Table 3, λ = 0)",
-        f"test AP, chosen GCM − OverSampling; the same when within ±{margin:g} (the chapter's "
-        f"ap_tolerance)", "seed", "gcm-fig4"), d, margin=margin)
-    if len(d) == 0:
-        row["note"] = "no GCM setting reached the AP floor"
-    rows.append(row)
-
-    # T = max vs T = min
-    if len(gcm_methods) > 1:
-        hi, lo = f"GCM (T={max(temperatures):g})", f"GCM (T={min(temperatures):g})"
-        d = paired(seed_values(sub, hi, setting, ch.get(hi), "neg_deo"),
-                   seed_values(sub, lo, setting, ch.get(lo), "neg_deo"))
-        rows.append(_diff(C.Claim(
-            "gcm_temperature", f"Gradient reweighing (T={max(temperatures):g}) is fairer than plain matching "
-            f"(T={min(temperatures):g}) on Adult", "Fig. 4", "T=2 above T=0 (Fig. 4)",
-            "test −ΔEO, GCM at the larger T − at the smaller T, each at its validation-chosen λ (> 0: "
-            "reweighing fairer)", "seed", "gcm-fig4"), d, "a temperature had no λ above the AP floor"))
-
-    # Table 2: biases vs weights
-    lr = _neg(layer_runs.rename(columns={"subset": "method"}), {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
-    floor_a = floors["adult"]
-    ch2 = chosen_settings(lr, list(lr.method.unique()), setting="lambda", floor_col="val_ap", floor=floor_a,
-                          score_col="val_neg_deo", exempt=())
-    for layer, paper, effect in ((0, "bias_0 −0.058 vs weight_0 −0.118", 0.118 - 0.058),
-                                 (1, "bias_1 −0.070 vs weight_1 −0.079", 0.079 - 0.070)):
-        bn, wn = f"bias_{layer}", f"weight_{layer}"
-        d = paired(seed_values(lr, bn, "lambda", ch2.get(bn), "neg_deo"),
-                   seed_values(lr, wn, "lambda", ch2.get(wn), "neg_deo"))
-        rows.append(_diff(C.Claim(
-            f"gcm_bias_layer{layer}", f"Aligning the biases beats aligning the weights (layer {layer})",
-            "Table 2", paper, f"test −ΔEO, GCM on {bn} − on {wn}, each at its validation-chosen λ above the AP "
-            "floor (> 0: biases fairer)", "seed", "gcm-table2", paper_effect=effect), d,
-            "a subset had no λ above the AP floor"))
-
-    # Tables 3-4: IGA and direct aligning vs GCM
-    g_seed = seed_values(sub, g_adult, setting, ch.get(g_adult), "neg_deo")
-    for key, tab, text, source, paper, effect, floor in (
-            ("gcm_vs_iga", iga_runs, "IGA improves fairness less than GCM on Adult", "Table 3",
-             "IGA best −0.095 vs GCM −0.033", 0.095 - 0.033, floor_a),
-            ("gcm_vs_direct", direct_runs, "Direct aligning improves fairness less than GCM at similar AP",
-             "Table 4", "direct −0.130 at AP 0.750 vs GCM −0.033 at 0.751", 0.130 - 0.033, floor_a)):
-        t = _neg(tab[tab.lam > 0].assign(method="m"), {"neg_deo": "delta_eo", "val_neg_deo": "val_delta_eo"})
-        c = chosen_settings(t, ["m"], setting="lam", floor_col="val_ap", floor=floor, score_col="val_neg_deo",
-                            exempt=())["m"]
-        d = paired(g_seed, seed_values(t, "m", "lam", c, "neg_deo"))
-        floor_txt = "" if floor == -math.inf else " above the AP floor"
-        row = _diff(C.Claim(key, text, source, paper,
-                            f"test −ΔEO, chosen GCM − {source}'s method at its validation-best λ > 0{floor_txt} "
-                            "(> 0: GCM fairer)", "seed", "gcm-table34", paper_effect=effect), d,
-                    "no λ > 0 reached the AP floor" if c is None else "no GCM setting reached the AP floor")
-        if c is not None:
-            row["note"] = f"λ = {c['lam']:g}" + ("; " + row["note"] if row["note"] else "")
-        rows.append(row)
-
-    # Table 5: coloured digits
-    if image_dataset and image_dataset in chosen:
-        row, _ = gcm_vs(image_dataset, ("OverSampling", "Adversarial", "EOR"), "gcm_best_colored",
-                        f"GCM is the fairest method on coloured digits ({image_dataset})", "Table 5",
-                        "GCM (T=2) −0.013 vs EOR −0.016", "gcm-table5", 0.016 - 0.013)
-        rows.append(row)
-
-    # Table 6
+    f4 = Fig4Choices.of(fig4_runs, temperatures, ap_tolerance)
+    rows = [*judge_table1(adult_y, adult_a, n_boot, seed), *judge_fig2(disparity, fig4_runs),
+            *judge_fig4(f4, temperatures, ap_tolerance, margin), *judge_table2(layer_runs, f4.floors["adult"]),
+            *judge_tables34(f4, iga_runs, direct_runs)]
+    if image_dataset and image_dataset in f4.chosen:
+        claim = _spec(GCM_BEST_COLORED, image_dataset=image_dataset, ap_tolerance=ap_tolerance)
+        rows.append(judge_gcm_vs_best(f4, image_dataset, ("OverSampling", "Adversarial", "EOR"), claim))
     if multiclass_runs is not None and len(multiclass_runs):
-        m6 = multiclass_runs
-        floor6 = float(m6[m6.method == "OverSampling"]["sel acc"].mean()) - ap_tolerance
-        base6 = [m for m in ("Vanilla", "OverSampling", "Adv") if m in set(m6.method)]
-        ch6 = chosen_settings(m6, base6 + ["GCM"], setting="setting", floor_col="sel acc", floor=floor6,
-                              score_col="sel -Bias")
-        bl6 = family_best(ch6, base6, "sel -Bias")
-        d = paired(seed_values(m6, "GCM", "setting", ch6.get("GCM"), "rep -Bias"),
-                   seed_values(m6, bl6, "setting", ch6.get(bl6), "rep -Bias"))
-        row = _diff(C.Claim(
-            "gcm_multiclass", "GCM has the lowest Bias on colour/gray ten-class data", "Table 6",
-            "GCM −0.028 vs OverSampling −0.066 (CIFAR-10S)",
-            "−Bias on the reporting half of the test images, GCM − the best baseline, both chosen on the "
-            "other half (> 0: GCM less biased)", "seed", "gcm-table6", paper_effect=0.066 - 0.028), d,
-            "no GCM setting or no baseline reached the accuracy floor")
-        row["note"] = f"{_label('GCM', ch6.get('GCM'), 'setting')} vs {_label(bl6, ch6.get(bl6), 'setting')}" + (
-            "; " + row["note"] if row["note"] else "")
-        rows.append(row)
-
-    # ΔDP extension
-    dp = _neg(dp_runs, {"neg_ddp": "delta_dp", "val_neg_ddp": "val_delta_dp"})
-    floor_dp = float(dp[dp.method == "Resampling"].val_ap.mean()) - ap_tolerance
-    base_dp = [m for m in ("Vanilla", "OverSampling", "Resampling", "EOR", "Adversarial") if m in set(dp.method)]
-    chd = chosen_settings(dp, base_dp + ["GCM + resampling"], setting="strength", floor_col="val_ap",
-                          floor=floor_dp, score_col="val_neg_ddp")
-    bld = family_best(chd, base_dp, "val_neg_ddp")
-    d = paired(seed_values(dp, "GCM + resampling", "strength", chd.get("GCM + resampling"), "neg_ddp"),
-               seed_values(dp, bld, "strength", chd.get(bld), "neg_ddp"))
-    row = _diff(C.Claim(
-        "gcm_dp_compas", "GCM with resampling beats the baselines on ΔDP (COMPAS)", "§4.3 (other fairness metrics)",
-        "−0.0027 vs EOR −0.015, resampling −0.029",
-        f"test −ΔDP, GCM + resampling − the best baseline, each at its validation-chosen setting with "
-        f"validation AP ≥ Resampling's − {ap_tolerance:g} (> 0: GCM fairer)", "seed", "gcm-dp",
-        paper_effect=0.015 - 0.0027), d, "no setting reached the AP floor")
-    row["note"] = (f"{_label('GCM + resampling', chd.get('GCM + resampling'), 'strength')} vs "
-                   f"{_label(bld, chd.get(bld), 'strength')}") + ("; " + row["note"] if row["note"] else "")
-    rows.append(row)
+        rows += judge_table6(multiclass_runs, ap_tolerance)
+    rows += judge_dp(dp_runs, ap_tolerance)
     return C.table(rows, chapter="gcm")

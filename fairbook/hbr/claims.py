@@ -1,9 +1,11 @@
-"""The HBR paper's claims against a run of the chapter (:func:`claims`).
+"""The HBR paper's claims against a run of the chapter (:func:`judge`).
 
-Every claim is judged with :mod:`fairbook.claims`. The replicated unit of the case studies is the
-**dataset replicate i** (the i-th pruned dataset D^CLP_i in case study 1, the i-th resampled dataset
-in case study 2): the models j of one dataset share it and are not independent, so per-model values
-are averaged within each dataset and the test runs over datasets (:func:`fairbook.claims.nested`).
+Every claim is a specification (a :class:`fairbook.claims.Claim` of :data:`CLAIMS`), judged with
+:mod:`fairbook.claims` by a short function per section of the chapter; :func:`judge` runs them all.
+The replicated unit of the case studies is the **dataset replicate i** (the i-th pruned dataset
+D^CLP_i in case study 1, the i-th resampled dataset in case study 2): the models j of one dataset
+share it and are not independent, so per-model values are averaged within each dataset and the
+test runs over datasets (:func:`fairbook.claims.nested`).
 
 * Improvement claims ("HBR lowers the recall gap Δhe") use the paired change of each (i, j) pair:
   base model minus resampled model with the same seeds (appendix B), d > 0 = a smaller gap.
@@ -40,28 +42,23 @@ are averaged within each dataset and the test runs over datasets (:func:`fairboo
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import claims as C
-from . import metrics
+from .. import claims as C
+from .. import metrics, stats
 
-__all__ = ["claims", "every_level", "nested_equivalence", "bias_null", "correlation", "glue_context",
-           "relative_reduction", "alpha_trend", "KEPT_MARGIN", "CLAIM_KEYS"]
+__all__ = ["judge", "CLAIMS", "SECTIONS", "CLAIM_KEYS", "KEPT_MARGIN", "UNIT", "every_level", "nested_equivalence",
+           "bias_null", "correlation", "relative_reduction", "alpha_trend", "glue_context"]
 
 #: Default equivalence margin of "class-averaged recall is kept": ±1 percentage point of recall.
 KEPT_MARGIN = 0.01
+#: The replicated unit of every case-study claim.
 UNIT = "dataset replicate i (models averaged per dataset)"
-#: Every claim :func:`claims` can return (a run without some strategy leaves its claims out).
-CLAIM_KEYS = ("hbr_bias_exists", "hbr_cs1_holdout_recall", "hbr_cs1_holdout_precision",
-              "hbr_cs1_holdout_vs_random", "hbr_cs1_holdout_vs_smote", "hbr_cs1_avg_recall_kept",
-              "hbr_cs1_holdout_vs_logit_adjust", "hbr_cs1_holdout_vs_reweight", "hbr_cs1_predicted_more",
-              "hbr_cs1_cluster", "hbr_cs2_hedm_recall", "hbr_cs2_hedm_relative", "hbr_cs2_alpha_trend",
-              "hbr_cs2_hedm_vs_redm", "hbr_cs2_hedm_vs_random", "hbr_cs2_hedm_vs_smote",
-              "hbr_cs2_hedm_vs_logit_adjust", "hbr_cs2_avg_recall_kept", "hbr_align")
 
 
 def nested_equivalence(claim: C.Claim, d, groups, margin: float) -> dict:
@@ -73,17 +70,17 @@ def nested_equivalence(claim: C.Claim, d, groups, margin: float) -> dict:
     return row
 
 
-def every_level(claim: C.Claim, changes: pd.DataFrame, judge: Callable[[C.Claim, pd.DataFrame], dict],
+def every_level(claim: C.Claim, changes: pd.DataFrame, test: Callable[[C.Claim, pd.DataFrame], dict],
                 what: str = "setting", whats: str | None = None) -> dict:
     """Intersection-union test of "the effect holds at every level" (every pruning rate, every α).
 
-    ``changes`` has a ``parameter`` column; ``judge(claim, rows_of_one_level)`` returns one claims row.
+    ``changes`` has a ``parameter`` column; ``test(claim, rows_of_one_level)`` returns one claims row.
     When every level's estimate is on the paper's side, the claim's p is the largest per-level p (an
     IUT is level α without adjustment). Otherwise the p of the level most against the paper,
     multiplied by the number of such levels (Bonferroni), tests "it fails at some level".
     """
     levels = sorted(changes["parameter"].unique())
-    rows = [judge(claim, changes[changes["parameter"] == lv]) for lv in levels]
+    rows = [test(claim, changes[changes["parameter"] == lv]) for lv in levels]
     side = np.array([r["_paper_side"] for r in rows])
     p = np.array([r["p"] if np.isfinite(r["p"]) else 1.0 for r in rows])
     whats = whats or f"{what}s"
@@ -142,8 +139,6 @@ def relative_reduction(claim: C.Claim, scores: pd.DataFrame, strategy: str, n_bo
     percentile bootstrap interval resampling the datasets (the pair (reduction, base) of a dataset
     together); p is that level's nested t-test of the reduction, Bonferroni-adjusted for the number
     of levels it was picked from."""
-    from . import stats
-
     w = _wide(scores)
     changes = _changes(w, strategy, "delta_he", "recall")
     keys, cols = w["recall"]
@@ -205,7 +200,7 @@ def _wide(scores: pd.DataFrame) -> dict:
 
 
 def _changes(wide: dict, strategy: str, metric: str, score: str, against: str = "none") -> pd.DataFrame:
-    """:func:`fairbook.hbr.paired_changes` on the table of :func:`_wide`."""
+    """:func:`fairbook.hbr.analysis.paired_changes` on the table of :func:`_wide`."""
     keys, cols = wide[score]
     has_a = np.isfinite(cols.get(("_row", strategy), np.full(len(keys["i"]), np.nan)))
     has_b = np.isfinite(cols.get(("_row", against), np.full(len(keys["i"]), np.nan)))
@@ -224,18 +219,224 @@ def _has(scores: pd.DataFrame | None, *strategies: str) -> bool:
     return scores is not None and set(strategies) <= set(scores["strategy"])
 
 
-def claims(cs1_scores: pd.DataFrame | None, cs2_scores: pd.DataFrame | None, recall, test_counts, *,
-           kept_margin: float = KEPT_MARGIN, n_null: int = 2000, seed: int = 0,
-           sections: dict | None = None, cs1_predictions: pd.DataFrame | None = None,
-           cs1_cluster: pd.DataFrame | None = None, hard=None, cs2_candidates: str = "") -> pd.DataFrame:
-    """The HBR paper's claims against this run, judged with :mod:`fairbook.claims` (Holm over them).
+# --- the claims: one specification each ---------------------------------------------------------------
+#: Default MyST labels of the chapter's sections; :func:`judge`'s ``sections`` replaces them by key.
+SECTIONS = {"fig1": "hbr-fig1", "cs1": "hbr-cs1", "overall": "hbr-overall", "cs2": "hbr-cs2",
+            "fig7": "hbr-fig7", "controls": "hbr-controls", "mechanism": "hbr-mechanism"}
+_PRIOR_SHIFT = "the class-prior shift alone (post-hoc logit adjustment)"
+_NEW_CONTENT = "§1 (only informative new content helps)"
+_UNTESTED = "not tested in the paper (its premise: frequency changes alone do not help)"
+
+BIAS_EXISTS = C.Claim(
+    key="hbr_bias_exists", claim="class bias exists in data-balanced datasets",
+    source="Fig. 1, §1", paper="CIFAR-10: cat recall 89 % vs 95 % class average",
+    quantity="recall gap Δm (max − min class recall) of the baseline ensemble minus that of a "
+             "classifier with equal per-class recall on this test set (> 0: bias)",
+    unit="draw of the equal-recall (binomial) null over test samples", section=SECTIONS["fig1"])
+CS1_HOLDOUT_RECALL = C.Claim(
+    key="hbr_cs1_holdout_recall", claim="CS1: HBR with holdout oversampling lowers the recall "
+    "gap Δhe at every pruning rate", source="Table D1, §4",
+    paper="t = 3.72 … 9.22, all p < 0.05; Δhe ≈ 0.01 lower (CIFAR-10)",
+    quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
+    section=SECTIONS["cs1"], paper_effect=0.01)
+CS1_HOLDOUT_PRECISION = C.Claim(
+    key="hbr_cs1_holdout_precision", claim="CS1: meanwhile the precision gap Δhe grows",
+    source="Table D1, Fig. 5", paper="t = −0.94 … −2.90 (all < 0)",
+    quantity="precision Δhe, resampled − base on the same (i, j), mean over rates "
+             "(> 0: larger gap)", unit=UNIT, section=SECTIONS["cs1"])
+#: holdout against the other oversamplers of case study 1, by strategy
+CS1_HOLDOUT_VS = {other: C.Claim(
+    key=f"hbr_cs1_holdout_vs_{other}",
+    claim=f"CS1: holdout oversampling reduces Δhe more than {name} oversampling",
+    source="Table D1, §4", paper="mean t over rates: holdout 6.2, random 1.0, SMOTE 2.3",
+    quantity=f"recall Δhe({other}) − Δhe(holdout) on the same (rate, i, j), mean over "
+             f"rates (> 0: holdout closes the gap more)", unit=UNIT, section=SECTIONS["cs1"])
+    for other, name in (("random", "random"), ("smote", "SMOTE"))}
+CS1_AVG_RECALL_KEPT = C.Claim(  # {kept_margin} is filled in by judge()
+    key="hbr_cs1_avg_recall_kept", claim="CS1: class-averaged recall is kept",
+    source="Table D5, Fig. 8", paper="t = 0.07 … 1.43 (no significant drop)",
+    quantity="class-averaged recall, resampled (holdout) − base, mean over rates; kept if "
+             "within ±{kept_margin:g}", unit=UNIT, section=SECTIONS["overall"])
+#: holdout against the controls the paper lacks, by control
+CS1_HOLDOUT_VS_CONTROL = {other: C.Claim(
+    key=f"hbr_cs1_holdout_vs_{other.replace('-', '_')}",
+    claim=f"CS1: new samples (holdout) reduce Δhe more than {name}",
+    source=_NEW_CONTENT, paper=_UNTESTED,
+    quantity=f"recall Δhe({other}) − Δhe(holdout) on the same (rate, i, j), mean over rates "
+             f"(> 0: the new samples add to the prior shift)", unit=UNIT, section=SECTIONS["controls"])
+    for other, name in (("logit-adjust", _PRIOR_SHIFT), ("reweight", "loss reweighting by b'/a"))}
+CS1_PREDICTED_MORE = C.Claim(
+    key="hbr_cs1_predicted_more", claim="CS1: HBR makes the hard classes predicted more often "
+    "(their TP and FP rise)", source="Appendix E, Figs. E1–E8",
+    paper="TP and FP of hard classes up, FN and TN down (CIFAR-10/100)",
+    quantity="test predictions of the hard classes (TP + FP), holdout − base on the same (rate, i, j), "
+             "mean over rates (> 0: predicted more)", unit=UNIT, section=SECTIONS["mechanism"])
+CS1_CLUSTER = C.Claim(
+    key="hbr_cs1_cluster", claim="CS1: HBR's changes are boundary shifts among the hard classes",
+    source="Appendix E (this book's question)", paper="not measured in the paper",
+    quantity="share of the absolute change of off-diagonal confusion counts among the hard classes "
+             "minus the base models' share of errors there (> 0: concentrated inside the hard classes)",
+    unit=UNIT, section=SECTIONS["mechanism"])
+CS2_HEDM_RECALL = C.Claim(
+    key="hbr_cs2_hedm_recall", claim="CS2: the hardest generated samples (hEDM) lower the recall "
+    "gap Δhe at every α", source="Table D3, §4",
+    paper="t = 5.75, 17.71, 12.31; Δhe 0.043 → 0.029 (CIFAR-10)",
+    quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
+    section=SECTIONS["cs2"], paper_effect=0.014)
+CS2_HEDM_RELATIVE = C.Claim(
+    key="hbr_cs2_hedm_relative", claim="HBR reduces the recall gap by up to 32 % (CIFAR-10)",
+    source="Abstract, §4", paper="up to 32 % (0.043 → 0.029, CIFAR-10), 16 % (CIFAR-100)",
+    quantity="relative reduction of recall Δhe by hEDM, (base − resampled) / base, at the α where "
+             "it is largest (> 0: smaller gap)", unit=UNIT, section=SECTIONS["cs2"], paper_effect=0.32)
+CS2_ALPHA_TREND = C.Claim(
+    key="hbr_cs2_alpha_trend", claim="CS2: a larger α reduces the recall gap more (hEDM)",
+    source="§3.1.1, Fig. 6", paper="α = 1, 3, 5 on CIFAR-10 for its weaker hardness imbalance",
+    quantity="slope of the Δhe reduction (base − resampled) on α, per dataset (> 0: grows with α)",
+    unit=UNIT, section=SECTIONS["cs2"])
+#: hEDM against the other oversamplers of case study 2, by strategy
+CS2_HEDM_VS = {other: C.Claim(
+    key=f"hbr_cs2_hedm_vs_{other.lower()}",
+    claim=f"CS2: hEDM reduces Δhe more than {name} oversampling",
+    source="Table D3, §4", paper=paper,
+    quantity=f"recall Δhe({other}) − Δhe(hEDM) on the same (α, i, j), mean over α "
+             f"(> 0: hEDM closes the gap more)", unit=UNIT, section=SECTIONS["cs2"])
+    for other, name, paper in (
+        ("rEDM", "rEDM", "α = 1: t 5.75 (hEDM) vs 1.96 (rEDM); α = 3: 17.71 vs 3.91"),
+        ("random", "random", "random t = −0.15, 1.83, 2.82 vs hEDM 5.75, 17.71, 12.31"),
+        ("smote", "SMOTE", "SMOTE t = 1.61, 1.15, 1.81 vs hEDM 5.75, 17.71, 12.31"))}
+CS2_HEDM_VS_LOGIT_ADJUST = C.Claim(
+    key="hbr_cs2_hedm_vs_logit_adjust",
+    claim=f"CS2: hEDM reduces Δhe more than {_PRIOR_SHIFT}",
+    source=_NEW_CONTENT, paper=_UNTESTED,
+    quantity="recall Δhe(logit-adjust) − Δhe(hEDM) on the same (α, i, j), mean over α "
+             "(> 0: the generated samples add to the prior shift)", unit=UNIT, section=SECTIONS["controls"])
+CS2_AVG_RECALL_KEPT = C.Claim(  # {kept_margin} is filled in by judge()
+    key="hbr_cs2_avg_recall_kept", claim="CS2: the gap shrinks without a loss of average recall",
+    source="§1, Table D6", paper="overall accuracy kept, in most cases slightly higher",
+    quantity="class-averaged recall, hEDM − base, mean over α; kept if within ±{kept_margin:g}",
+    unit=UNIT, section=SECTIONS["overall"])
+ALIGN = C.Claim(
+    key="hbr_align", claim="per-class recall and precision are aligned",
+    source="Fig. 7, §4", paper="Pearson 0.94 (CIFAR-10), 0.90 (CIFAR-100)",
+    quantity="Pearson r over classes of the base models' mean per-class recall and precision "
+             "(> 0: aligned)", unit="class", section=SECTIONS["fig7"], paper_effect=0.94)
+
+#: Every claim :func:`judge` can return, in its order (a run without some strategy leaves its claims out).
+CLAIMS = (BIAS_EXISTS, CS1_HOLDOUT_RECALL, CS1_HOLDOUT_PRECISION, *CS1_HOLDOUT_VS.values(), CS1_AVG_RECALL_KEPT,
+          *CS1_HOLDOUT_VS_CONTROL.values(), CS1_PREDICTED_MORE, CS1_CLUSTER, CS2_HEDM_RECALL, CS2_HEDM_RELATIVE,
+          CS2_ALPHA_TREND, *CS2_HEDM_VS.values(), CS2_HEDM_VS_LOGIT_ADJUST, CS2_AVG_RECALL_KEPT, ALIGN)
+CLAIM_KEYS = tuple(c.key for c in CLAIMS)
+
+
+# --- judging, one function per section of the chapter -------------------------------------------------
+def _fig1(recall, test_counts, n_null: int, seed: int) -> list[dict]:
+    """Fig. 1: the baseline ensemble's recall gap against the equal-recall null (:func:`bias_null`)."""
+    recall = np.atleast_2d(np.asarray(recall, dtype=float))
+    r_ens = recall.mean(0)
+    observed = metrics.delta_max(r_ens)
+    null = bias_null(test_counts, float(r_ens.mean()), n_null, seed)
+    return [C.permutation(BIAS_EXISTS, observed, null)]
+
+
+def _case_study_1(scores: pd.DataFrame | None, kept_margin: float) -> list[dict]:
+    """Case study 1 (Table D1, D5): the holdout strategy against the base models and the other oversamplers."""
+    if not _has(scores, "holdout"):
+        return []
+    w = _wide(scores)
+    rows = [every_level(CS1_HOLDOUT_RECALL, _changes(w, "holdout", "delta_he", "recall"), _nested, "rate")]
+    ch = _changes(w, "holdout", "delta_he", "precision")
+    rows.append(C.nested(CS1_HOLDOUT_PRECISION, -ch["d"], ch["i"]))
+    for other, claim in CS1_HOLDOUT_VS.items():
+        if _has(scores, other):
+            ch = _changes(w, "holdout", "delta_he", "recall", against=other)
+            rows.append(C.nested(claim, ch["d"], ch["i"]))
+    ch = _changes(w, "holdout", "avg", "recall")
+    rows.append(nested_equivalence(_margin(CS1_AVG_RECALL_KEPT, kept_margin), ch["d"], ch["i"], kept_margin))
+    return rows
+
+
+def _case_study_1_controls(scores: pd.DataFrame | None) -> list[dict]:
+    """Controls of case study 1: the holdout's new samples against a pure class-prior shift."""
+    rows = []
+    w = None if scores is None else _wide(scores)
+    for other, claim in CS1_HOLDOUT_VS_CONTROL.items():
+        if _has(scores, "holdout", other):
+            ch = _changes(w, "holdout", "delta_he", "recall", against=other)
+            rows.append(C.nested(claim, ch["d"], ch["i"]))
+    return rows
+
+
+def _mechanism(predictions: pd.DataFrame | None, cluster: pd.DataFrame | None, hard) -> list[dict]:
+    """Appendix E: the hard classes predicted more often; the changes concentrated among them."""
+    rows = []
+    if predictions is not None and hard is not None:
+        pc = predictions[predictions["class"].isin(list(hard)) & predictions["count"].isin(["TP", "FP"])]
+        per = pc.groupby(["parameter", "i", "j"])["change"].sum().reset_index()
+        rows.append(C.nested(CS1_PREDICTED_MORE, per["change"], per["i"]))
+    if cluster is not None:
+        cl = cluster.dropna(subset=["share", "null"])
+        rows.append(C.nested(CS1_CLUSTER, cl["share"] - cl["null"], cl["i"]))
+    return rows
+
+
+def _case_study_2(scores: pd.DataFrame | None, kept_margin: float, seed: int, candidates: str) -> list[dict]:
+    """Case study 2 (Table D3, D6): hEDM against the base models, the other oversamplers and the
+    prior shift; ``candidates`` (what the generated candidates are) is added to every note."""
+    if not _has(scores, "hEDM"):
+        return []
+    w = _wide(scores)
+    ch = _changes(w, "hEDM", "delta_he", "recall")
+    rows = [every_level(CS2_HEDM_RECALL, ch, _nested, "α", "values of α"),
+            relative_reduction(CS2_HEDM_RELATIVE, scores[scores["strategy"].isin(["none", "hEDM"])], "hEDM",
+                               seed=seed)]
+    if scores["parameter"].nunique() >= 2:
+        rows.append(alpha_trend(CS2_ALPHA_TREND, ch))
+    for other, claim in CS2_HEDM_VS.items():
+        if _has(scores, other):
+            ch = _changes(w, "hEDM", "delta_he", "recall", against=other)
+            rows.append(C.nested(claim, ch["d"], ch["i"]))
+    if _has(scores, "logit-adjust"):
+        ch = _changes(w, "hEDM", "delta_he", "recall", against="logit-adjust")
+        rows.append(C.nested(CS2_HEDM_VS_LOGIT_ADJUST, ch["d"], ch["i"]))
+    ch = _changes(w, "hEDM", "avg", "recall")
+    rows.append(nested_equivalence(_margin(CS2_AVG_RECALL_KEPT, kept_margin), ch["d"], ch["i"], kept_margin))
+    for row in rows if candidates else []:
+        row["note"] = f"{row['note']}; {candidates}" if row["note"] else candidates
+    return rows
+
+
+def _fig7(scores: pd.DataFrame | None) -> list[dict]:
+    """Fig. 7: per-class recall and precision of case study 2's base models, correlated over classes."""
+    if scores is None:
+        return []
+    base = scores[scores["strategy"] == "none"]
+    base = base[base["parameter"] == base["parameter"].iloc[0]]  # the base models, listed once
+    cls = sorted((c for c in base.columns if c[:1] == "c" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    r = base[base.score == "recall"][cls].mean().to_numpy()
+    with np.errstate(all="ignore"):
+        p = base[base.score == "precision"][cls].mean(skipna=True).to_numpy()
+    return [correlation(ALIGN, r, p)]
+
+
+def _margin(claim: C.Claim, kept_margin: float) -> C.Claim:
+    """An equivalence claim with its margin written into the quantity."""
+    return replace(claim, quantity=claim.quantity.format(kept_margin=kept_margin))
+
+
+def judge(cs1_scores: pd.DataFrame | None, cs2_scores: pd.DataFrame | None, recall, test_counts, *,
+          kept_margin: float = KEPT_MARGIN, n_null: int = 2000, seed: int = 0,
+          sections: dict | None = None, cs1_predictions: pd.DataFrame | None = None,
+          cs1_cluster: pd.DataFrame | None = None, hard=None, cs2_candidates: str = "") -> pd.DataFrame:
+    """The HBR paper's claims (:data:`CLAIMS`) against this run, judged with :mod:`fairbook.claims`
+    (Holm over them).
 
     Parameters
     ----------
     cs1_scores, cs2_scores : DataFrame or None
-        The ``scores`` of :func:`fairbook.hbr.case_study_1` / :func:`~fairbook.hbr.case_study_2`
-        (columns ``parameter, strategy, score, i, j``, the Δ metrics, ``avg`` and ``c0 …`` per class).
-        Claims whose strategies the run does not have are left out.
+        The ``scores`` of :func:`fairbook.hbr.experiment.case_study_1` /
+        :func:`~fairbook.hbr.experiment.case_study_2` (columns ``parameter, strategy, score, i, j``,
+        the Δ metrics, ``avg`` and ``c0 …`` per class). Claims whose strategies the run does not have
+        are left out.
     recall : array, shape (n_models, C)
         Per-class test recall of each model of the baseline (AUM) ensemble (Fig. 1).
     test_counts : array, shape (C,)
@@ -245,14 +446,14 @@ def claims(cs1_scores: pd.DataFrame | None, cs2_scores: pd.DataFrame | None, rec
     n_null, seed : int
         Draws and seed of the equal-recall null.
     sections : dict, optional
-        MyST labels of the sections: keys ``fig1``, ``cs1``, ``overall``, ``cs2``, ``fig7``,
-        ``controls``, ``mechanism``.
+        MyST labels of the sections by the keys of :data:`SECTIONS`: ``fig1``, ``cs1``, ``overall``,
+        ``cs2``, ``fig7``, ``controls``, ``mechanism``.
     cs1_predictions, hard : DataFrame, sequence of int, optional
-        :func:`fairbook.hbr.prediction_changes` of case study 1's holdout strategy and the hard
-        classes: the claim "hard classes are predicted more often" (appendix E).
+        :func:`fairbook.hbr.analysis.prediction_changes` of case study 1's holdout strategy and the
+        hard classes: the claim "hard classes are predicted more often" (appendix E).
     cs1_cluster : DataFrame, optional
-        :func:`fairbook.hbr.cluster_share` of the holdout strategy: "boundary shifts inside the hard
-        classes", against the base models' own share of errors there.
+        :func:`fairbook.hbr.analysis.cluster_share` of the holdout strategy: "boundary shifts inside
+        the hard classes", against the base models' own share of errors there.
     cs2_candidates : str
         What the generated candidates are (e.g. the share recognised as their class), added to the
         notes of the claims that use the generated pool.
@@ -261,159 +462,12 @@ def claims(cs1_scores: pd.DataFrame | None, cs2_scores: pd.DataFrame | None, rec
     -------
     DataFrame with the columns of :data:`fairbook.claims.COLUMNS` (``chapter = "hbr"``).
     """
-    sec = {"fig1": "hbr-fig1", "cs1": "hbr-cs1", "overall": "hbr-overall", "cs2": "hbr-cs2",
-           "fig7": "hbr-fig7", "controls": "hbr-controls", "mechanism": "hbr-mechanism", **(sections or {})}
-    rows = []
-
-    # -- Fig. 1: class bias in balanced data ----------------------------------------------------------
-    recall = np.atleast_2d(np.asarray(recall, dtype=float))
-    r_ens = recall.mean(0)
-    observed = metrics.delta_max(r_ens)
-    null = bias_null(test_counts, float(r_ens.mean()), n_null, seed)
-    rows.append(C.permutation(C.Claim(
-        key="hbr_bias_exists", claim="class bias exists in data-balanced datasets",
-        source="Fig. 1, §1", paper="CIFAR-10: cat recall 89 % vs 95 % class average",
-        quantity="recall gap Δm (max − min class recall) of the baseline ensemble minus that of a "
-                 "classifier with equal per-class recall on this test set (> 0: bias)",
-        unit="draw of the equal-recall (binomial) null over test samples", section=sec["fig1"]),
-        observed, null))
-
-    w1 = None if cs1_scores is None else _wide(cs1_scores)
-    w2 = None if cs2_scores is None else _wide(cs2_scores)
-
-    # -- case study 1 -----------------------------------------------------------------------------------
-    if _has(cs1_scores, "holdout"):
-        ch = _changes(w1, "holdout", "delta_he", "recall")
-        rows.append(every_level(C.Claim(
-            key="hbr_cs1_holdout_recall", claim="CS1: HBR with holdout oversampling lowers the recall "
-            "gap Δhe at every pruning rate", source="Table D1, §4",
-            paper="t = 3.72 … 9.22, all p < 0.05; Δhe ≈ 0.01 lower (CIFAR-10)",
-            quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
-            section=sec["cs1"], paper_effect=0.01), ch, _nested, "rate"))
-        ch = _changes(w1, "holdout", "delta_he", "precision")
-        ch["d"] = -ch["d"]
-        rows.append(C.nested(C.Claim(
-            key="hbr_cs1_holdout_precision", claim="CS1: meanwhile the precision gap Δhe grows",
-            source="Table D1, Fig. 5", paper="t = −0.94 … −2.90 (all < 0)",
-            quantity="precision Δhe, resampled − base on the same (i, j), mean over rates "
-                     "(> 0: larger gap)", unit=UNIT, section=sec["cs1"]), ch["d"], ch["i"]))
-        for other in ("random", "smote"):
-            if _has(cs1_scores, other):
-                ch = _changes(w1, "holdout", "delta_he", "recall", against=other)
-                name = "SMOTE" if other == "smote" else other
-                rows.append(C.nested(C.Claim(
-                    key=f"hbr_cs1_holdout_vs_{other}",
-                    claim=f"CS1: holdout oversampling reduces Δhe more than {name} oversampling",
-                    source="Table D1, §4", paper="mean t over rates: holdout 6.2, random 1.0, SMOTE 2.3",
-                    quantity=f"recall Δhe({other}) − Δhe(holdout) on the same (rate, i, j), mean over "
-                             f"rates (> 0: holdout closes the gap more)", unit=UNIT, section=sec["cs1"]),
-                    ch["d"], ch["i"]))
-        ch = _changes(w1, "holdout", "avg", "recall")
-        rows.append(nested_equivalence(C.Claim(
-            key="hbr_cs1_avg_recall_kept", claim="CS1: class-averaged recall is kept",
-            source="Table D5, Fig. 8", paper="t = 0.07 … 1.43 (no significant drop)",
-            quantity=f"class-averaged recall, resampled (holdout) − base, mean over rates; kept if "
-                     f"within ±{kept_margin:g}", unit=UNIT, section=sec["overall"]),
-            ch["d"], ch["i"], kept_margin))
-    for other, name in (("logit-adjust", "the class-prior shift alone (post-hoc logit adjustment)"),
-                        ("reweight", "loss reweighting by b'/a")):
-        if _has(cs1_scores, "holdout", other):
-            ch = _changes(w1, "holdout", "delta_he", "recall", against=other)
-            rows.append(C.nested(C.Claim(
-                key=f"hbr_cs1_holdout_vs_{other.replace('-', '_')}",
-                claim=f"CS1: new samples (holdout) reduce Δhe more than {name}",
-                source="§1 (only informative new content helps)",
-                paper="not tested in the paper (its premise: frequency changes alone do not help)",
-                quantity=f"recall Δhe({other}) − Δhe(holdout) on the same (rate, i, j), mean over rates "
-                         f"(> 0: the new samples add to the prior shift)", unit=UNIT, section=sec["controls"]),
-                ch["d"], ch["i"]))
-    if cs1_predictions is not None and hard is not None:
-        pc = cs1_predictions[cs1_predictions["class"].isin(list(hard)) & cs1_predictions["count"].isin(["TP", "FP"])]
-        per = pc.groupby(["parameter", "i", "j"])["change"].sum().reset_index()
-        rows.append(C.nested(C.Claim(
-            key="hbr_cs1_predicted_more", claim="CS1: HBR makes the hard classes predicted more often "
-            "(their TP and FP rise)", source="Appendix E, Figs. E1–E8",
-            paper="TP and FP of hard classes up, FN and TN down (CIFAR-10/100)",
-            quantity="test predictions of the hard classes (TP + FP), holdout − base on the same (rate, i, j), "
-                     "mean over rates (> 0: predicted more)", unit=UNIT, section=sec["mechanism"]),
-            per["change"], per["i"]))
-    if cs1_cluster is not None:
-        cl = cs1_cluster.dropna(subset=["share", "null"])
-        rows.append(C.nested(C.Claim(
-            key="hbr_cs1_cluster", claim="CS1: HBR's changes are boundary shifts among the hard classes",
-            source="Appendix E (this book's question)", paper="not measured in the paper",
-            quantity="share of the absolute change of off-diagonal confusion counts among the hard classes "
-                     "minus the base models' share of errors there (> 0: concentrated inside the hard classes)",
-            unit=UNIT, section=sec["mechanism"]), cl["share"] - cl["null"], cl["i"]))
-
-    # -- case study 2 -----------------------------------------------------------------------------------
-    if _has(cs2_scores, "hEDM"):
-        ch = _changes(w2, "hEDM", "delta_he", "recall")
-        rows.append(every_level(C.Claim(
-            key="hbr_cs2_hedm_recall", claim="CS2: the hardest generated samples (hEDM) lower the recall "
-            "gap Δhe at every α", source="Table D3, §4",
-            paper="t = 5.75, 17.71, 12.31; Δhe 0.043 → 0.029 (CIFAR-10)",
-            quantity="recall Δhe, base − resampled on the same (i, j) (> 0: smaller gap)", unit=UNIT,
-            section=sec["cs2"], paper_effect=0.014), ch, _nested, "α", "values of α"))
-        rows.append(relative_reduction(C.Claim(
-            key="hbr_cs2_hedm_relative", claim="HBR reduces the recall gap by up to 32 % (CIFAR-10)",
-            source="Abstract, §4", paper="up to 32 % (0.043 → 0.029, CIFAR-10), 16 % (CIFAR-100)",
-            quantity="relative reduction of recall Δhe by hEDM, (base − resampled) / base, at the α where "
-                     "it is largest (> 0: smaller gap)", unit=UNIT, section=sec["cs2"], paper_effect=0.32),
-            cs2_scores[cs2_scores["strategy"].isin(["none", "hEDM"])], "hEDM", seed=seed))
-        if cs2_scores["parameter"].nunique() >= 2:
-            rows.append(alpha_trend(C.Claim(
-                key="hbr_cs2_alpha_trend", claim="CS2: a larger α reduces the recall gap more (hEDM)",
-                source="§3.1.1, Fig. 6", paper="α = 1, 3, 5 on CIFAR-10 for its weaker hardness imbalance",
-                quantity="slope of the Δhe reduction (base − resampled) on α, per dataset (> 0: grows with α)",
-                unit=UNIT, section=sec["cs2"]), ch))
-        for other, paper in (("rEDM", "α = 1: t 5.75 (hEDM) vs 1.96 (rEDM); α = 3: 17.71 vs 3.91"),
-                             ("random", "random t = −0.15, 1.83, 2.82 vs hEDM 5.75, 17.71, 12.31"),
-                             ("smote", "SMOTE t = 1.61, 1.15, 1.81 vs hEDM 5.75, 17.71, 12.31")):
-            if _has(cs2_scores, other):
-                ch = _changes(w2, "hEDM", "delta_he", "recall", against=other)
-                name = "SMOTE" if other == "smote" else other
-                rows.append(C.nested(C.Claim(
-                    key=f"hbr_cs2_hedm_vs_{other.lower()}",
-                    claim=f"CS2: hEDM reduces Δhe more than {name} oversampling",
-                    source="Table D3, §4", paper=paper,
-                    quantity=f"recall Δhe({other}) − Δhe(hEDM) on the same (α, i, j), mean over α "
-                             f"(> 0: hEDM closes the gap more)", unit=UNIT, section=sec["cs2"]),
-                    ch["d"], ch["i"]))
-        if _has(cs2_scores, "logit-adjust"):
-            ch = _changes(w2, "hEDM", "delta_he", "recall", against="logit-adjust")
-            rows.append(C.nested(C.Claim(
-                key="hbr_cs2_hedm_vs_logit_adjust",
-                claim="CS2: hEDM reduces Δhe more than the class-prior shift alone (post-hoc logit adjustment)",
-                source="§1 (only informative new content helps)",
-                paper="not tested in the paper (its premise: frequency changes alone do not help)",
-                quantity="recall Δhe(logit-adjust) − Δhe(hEDM) on the same (α, i, j), mean over α "
-                         "(> 0: the generated samples add to the prior shift)", unit=UNIT,
-                section=sec["controls"]), ch["d"], ch["i"]))
-        ch = _changes(w2, "hEDM", "avg", "recall")
-        rows.append(nested_equivalence(C.Claim(
-            key="hbr_cs2_avg_recall_kept", claim="CS2: the gap shrinks without a loss of average recall",
-            source="§1, Table D6", paper="overall accuracy kept, in most cases slightly higher",
-            quantity=f"class-averaged recall, hEDM − base, mean over α; kept if within ±{kept_margin:g}",
-            unit=UNIT, section=sec["overall"]), ch["d"], ch["i"], kept_margin))
-        if cs2_candidates:
-            for row in rows:
-                if row["key"].startswith("hbr_cs2_"):
-                    row["note"] = f"{row['note']}; {cs2_candidates}" if row["note"] else cs2_candidates
-
-    # -- Fig. 7: recall and precision aligned ---------------------------------------------------------
-    if cs2_scores is not None:
-        base = cs2_scores[cs2_scores["strategy"] == "none"]
-        base = base[base["parameter"] == base["parameter"].iloc[0]]  # the base models, listed once
-        cls = sorted((c for c in base.columns if c[:1] == "c" and c[1:].isdigit()), key=lambda c: int(c[1:]))
-        r = base[base.score == "recall"][cls].mean().to_numpy()
-        with np.errstate(all="ignore"):
-            p = base[base.score == "precision"][cls].mean(skipna=True).to_numpy()
-        rows.append(correlation(C.Claim(
-            key="hbr_align", claim="per-class recall and precision are aligned",
-            source="Fig. 7, §4", paper="Pearson 0.94 (CIFAR-10), 0.90 (CIFAR-100)",
-            quantity="Pearson r over classes of the base models' mean per-class recall and precision "
-                     "(> 0: aligned)", unit="class", section=sec["fig7"], paper_effect=0.94), r, p))
+    rows = [*_fig1(recall, test_counts, n_null, seed), *_case_study_1(cs1_scores, kept_margin),
+            *_case_study_1_controls(cs1_scores), *_mechanism(cs1_predictions, cs1_cluster, hard),
+            *_case_study_2(cs2_scores, kept_margin, seed, cs2_candidates), *_fig7(cs2_scores)]
+    label = {SECTIONS[k]: v for k, v in (sections or {}).items() if k in SECTIONS}
+    for row in rows:
+        row["section"] = label.get(row["section"], row["section"])
     return C.table(rows, chapter="hbr")
 
 
@@ -421,7 +475,7 @@ def glue_context(claims_table: pd.DataFrame, **values) -> None:
     """Glue what the chapter's prose cites beside :func:`fairbook.claims.glue`: ``hbr_<name>`` for each
     keyword value (design sizes, margins), and "not run" for every claim of :data:`CLAIM_KEYS` the
     run left out (its strategies were not in the profile), so that the prose's references resolve."""
-    from myst_nb import glue
+    from myst_nb import glue  # myst_nb: only inside a notebook kernel
 
     for name, value in values.items():
         glue(f"hbr_{name}", C.Text(f"{value:g}" if isinstance(value, float) else str(value)), display=False)

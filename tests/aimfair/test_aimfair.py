@@ -1,4 +1,4 @@
-"""Unit tests of fairbook.aimfair: cell ratios, dataset gradients (eqs. 1-3), the selective mask
+"""Unit tests of fairbook.aimfair (mask, finetuning, evaluation, data, chapter): cell ratios, dataset gradients (eqs. 1-3), the selective mask
 (eqs. 4-7), selective fine-tuning (eq. 8) with and without frozen BatchNorm statistics, the
 baselines of Tables 3-4, and the evaluation/aggregation of the paper's tables."""
 import math
@@ -11,6 +11,9 @@ from torch import nn
 
 from fairbook import aimfair as A
 from fairbook import train as T
+from fairbook.aimfair import chapter as CH
+from fairbook.aimfair import data as AD
+from fairbook.aimfair import finetuning as FT
 from fairbook.data.images import AIM_FAIR_RATIOS, cell_counts
 from fairbook.models import MLP, SmallCNN, resnet
 
@@ -353,9 +356,9 @@ class CountingForward:
 
 def test_element_level_weight_decay_keeps_the_extra_losss_batch_forward():
     extra = CountingForward()
-    wrapped = A._with_masked_decay(extra, 0.1, ["head.weight"])
+    wrapped = FT._with_masked_decay(extra, 0.1, ["head.weight"])
     assert wrapped.batch_forward == extra.batch_forward
-    assert not hasattr(A._with_masked_decay(lambda m, b: 0.0, 0.1, ["head.weight"]), "batch_forward")
+    assert not hasattr(FT._with_masked_decay(lambda m, b: 0.0, 0.1, ["head.weight"]), "batch_forward")
     # through selective_finetune: the engine takes every batch's logits from batch_forward
     model = cnn()
     X, y = images(40)
@@ -595,14 +598,14 @@ class Lookup(nn.Module):
         return self.logits[x[:, 0].long()].unsqueeze(-1)
 
 
-def test_evaluate_and_aggregate_against_hand_computation():
+def test_table_metrics_and_aggregate_against_hand_computation():
     # cells (y, s): (0,0) 4 samples 3 right; (0,1) 2 samples 2 right; (1,0) 2 samples 1 right;
     # (1,1) 4 samples 2 right
     y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     s = np.array([0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1])
     pred = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0])
     X = torch.arange(12, dtype=torch.float32)[:, None]
-    r = A.evaluate(Lookup(np.where(pred == 1, 2.0, -2.0)), X, y, s, device="cpu")
+    r = A.table_metrics(Lookup(np.where(pred == 1, 2.0, -2.0)), X, y, s, device="cpu")
     cells = {"acc_y0_s0": 0.75, "acc_y0_s1": 1.0, "acc_y1_s0": 0.5, "acc_y1_s1": 0.5}
     assert r == pytest.approx({"acc": 8 / 12, **cells, "wst": 0.5,
                                # TPR: s0 1/2, s1 2/4; FPR: s0 1/4, s1 0/2 -> (0 + 0.25) / 2
@@ -610,7 +613,7 @@ def test_evaluate_and_aggregate_against_hand_computation():
                                "std": float(np.std(list(cells.values())))})
     assert set(r) == set(A.METRICS)
     # a Dataset yielding (x, y, index) with its own y
-    assert A.evaluate(Lookup(np.where(pred == 1, 2.0, -2.0)), Indexed(X, y), s=s, device="cpu") == r
+    assert A.table_metrics(Lookup(np.where(pred == 1, 2.0, -2.0)), Indexed(X, y), s=s, device="cpu") == r
 
     rows = [
         {"method": "ft", "seed": 0, "acc": 0.8, "acc_y0_s0": 0.9, "acc_y0_s1": 0.6, "acc_y1_s0": 0.7,
@@ -638,17 +641,19 @@ def test_evaluate_and_aggregate_against_hand_computation():
         A.aggregate([{k: v for k, v in rows[0].items() if k != "eo_max"}])
     with pytest.raises(ValueError, match="aggregate: by got \\['lr'\\]"):
         A.aggregate(rows, by=["lr"])
-    with pytest.raises(ValueError, match="evaluate: s got None"):
-        A.evaluate(Lookup([0.0]), X[:1], y[:1])
+    with pytest.raises(ValueError, match="table_metrics: s got None"):
+        A.table_metrics(Lookup([0.0]), X[:1], y[:1])
 
 
 # ------------------------------------------------------------- the paper's data on disk (ImageTables)
 # A tiny CelebA in its real on-disk format (96 images: partition i % 3, Smiling i % 2,
 # Male i // 2 % 2, so every partition holds 8 images of each (Smiling, Male) cell) and a tiny
 # Stable Diffusion layout written by sd.generate_cells with the offline random-weight pipeline.
+import sys
 from pathlib import Path
 
-from test_data_fullscale import make_celeba
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))  # the tiny on-disk datasets
+from test_data_fullscale import make_celeba  # noqa: E402
 
 import fairbook.data as fd
 from fairbook.data.fullscale import ImageTable
@@ -688,7 +693,7 @@ def file_index(paths):
 
 
 def test_celeba_setting_has_exact_cells_is_deterministic_and_keeps_full_val_test(celeba_root):
-    st = A.celeba_setting(celeba_root, n_real=16, image_size=8)
+    st = AD.celeba_setting(celeba_root, n_real=16, image_size=8)
     assert set(st) == {"train", "val", "test"}
     X, y, s = st["train"]
     assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
@@ -706,9 +711,9 @@ def test_celeba_setting_has_exact_cells_is_deterministic_and_keeps_full_val_test
     ref = biased_cells(ds, "Male", 16, AIM_FAIR_RATIOS, seed=np.random.default_rng([0, 2]))
     np.testing.assert_array_equal(X.paths, full.paths[ref.X[:, 0]])
     # deterministic for a seed, different for another
-    again = A.celeba_setting(celeba_root, n_real=16, image_size=8)["train"][0]
+    again = AD.celeba_setting(celeba_root, n_real=16, image_size=8)["train"][0]
     np.testing.assert_array_equal(again.paths, X.paths)
-    other = A.celeba_setting(celeba_root, n_real=16, image_size=8, seed=1)["train"][0]
+    other = AD.celeba_setting(celeba_root, n_real=16, image_size=8, seed=1)["train"][0]
     assert list(other.paths) != list(X.paths)
     # validation and test are the whole official partitions
     for name, code in (("val", 1), ("test", 2)):
@@ -720,27 +725,27 @@ def test_celeba_setting_has_exact_cells_is_deterministic_and_keeps_full_val_test
         np.testing.assert_array_equal(yp, ref.y)
         np.testing.assert_array_equal(sp, ref.groups["Male"])
     # other ratios, and a cell the partition cannot fill
-    _, y4, s4 = A.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"))["train"]
+    _, y4, s4 = AD.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"))["train"]
     assert cells_of(y4, s4) == [1, 3, 3, 1]
     with pytest.raises(ValueError, match=r"celeba_setting: cell \(y=0, s=1\) = \(Smiling=0, "
                                          r"Male=1\) needs 9 images .* has only 8"):
-        A.celeba_setting(celeba_root, n_real=20)
+        AD.celeba_setting(celeba_root, n_real=20)
     with pytest.raises(ValueError, match="celeba_setting: ratios got"):
-        A.celeba_setting(celeba_root, ratios=(0.5, 0.5))
+        AD.celeba_setting(celeba_root, ratios=(0.5, 0.5))
     with pytest.raises(ValueError, match="celeba_setting: n_real got 0"):
-        A.celeba_setting(celeba_root, n_real=0)
+        AD.celeba_setting(celeba_root, n_real=0)
 
 
 def test_take_and_join_on_image_tables_and_arrays(celeba_root):
     a = fd.load("celeba", "train", root=celeba_root, image_size=8)
     b = fd.load("celeba", "test", root=celeba_root, image_size=8)
-    t = A.take(a, [3, 0])
+    t = AD.take(a, [3, 0])
     assert isinstance(t, ImageTable) and list(t.paths) == [a.paths[3], a.paths[0]]
     assert t.y.tolist() == [a.y[3], a.y[0]] and t.groups["Male"].tolist() == [a.groups["Male"][3],
                                                                               a.groups["Male"][0]]
     torch.testing.assert_close(t[0][0], a[3][0], rtol=0, atol=0)
-    assert len(A.take(a, [])) == 0 and len(A.take(a, a.y == 1)) == 16
-    j = A.join(a, b)
+    assert len(AD.take(a, [])) == 0 and len(AD.take(a, a.y == 1)) == 16
+    j = AD.join(a, b)
     assert isinstance(j, ImageTable) and len(j) == 64 and j.image_size == 8
     assert list(j.paths) == list(a.paths) + list(b.paths)
     np.testing.assert_array_equal(j.y, np.r_[a.y, b.y])
@@ -748,27 +753,27 @@ def test_take_and_join_on_image_tables_and_arrays(celeba_root):
     x, label, idx = j[32 + 5]
     torch.testing.assert_close(x, b[5][0], rtol=0, atol=0)
     assert (label, idx) == (b.y[5], 37)
-    assert A.join(a).paths.tolist() == a.paths.tolist()
+    assert AD.join(a).paths.tolist() == a.paths.tolist()
     with pytest.raises(ValueError, match=r"join: Xs\[1\] got 'an ImageTable with image_size=16'"):
-        A.join(a, fd.load("celeba", "test", root=celeba_root, image_size=16))
+        AD.join(a, fd.load("celeba", "test", root=celeba_root, image_size=16))
     with pytest.raises(ValueError, match=r"join: Xs\[1\] got \"an ImageTable with groups \['Young'\]"):
-        A.join(a, fd.load("celeba", "test", root=celeba_root, image_size=8, sensitive="Young"))
+        AD.join(a, fd.load("celeba", "test", root=celeba_root, image_size=8, sensitive="Young"))
     with pytest.raises(ValueError, match="join: Xs got 'a mix of ImageTables and arrays"):
-        A.join(a, np.zeros((2, 3, 8, 8)))
+        AD.join(a, np.zeros((2, 3, 8, 8)))
     with pytest.raises(ValueError, match="take: idx got"):
-        A.take(a, [0.5])
+        AD.take(a, [0.5])
     # arrays and tensors
     M = np.arange(12).reshape(6, 2)
-    np.testing.assert_array_equal(A.take(M, [4, 1]), M[[4, 1]])
-    assert isinstance(A.take(torch.as_tensor(M), [4, 1]), torch.Tensor)
-    np.testing.assert_array_equal(A.join(M, M[:2]), np.r_[M, M[:2]])
-    assert A.join(torch.ones(2, 3), torch.zeros(1, 3)).shape == (3, 3)
+    np.testing.assert_array_equal(AD.take(M, [4, 1]), M[[4, 1]])
+    assert isinstance(AD.take(torch.as_tensor(M), [4, 1]), torch.Tensor)
+    np.testing.assert_array_equal(AD.join(M, M[:2]), np.r_[M, M[:2]])
+    assert AD.join(torch.ones(2, 3), torch.zeros(1, 3)).shape == (3, 3)
 
 
 def test_synthetic_table_reads_the_layouts_labels_and_images(sd_layout):
     from fairbook.generative import sd
 
-    X, y, s = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")
+    X, y, s = AD.synthetic_table(sd_layout, image_size=8, protected_name="Male")
     manifest = pd.read_csv(sd_layout / "manifest.csv")
     assert isinstance(X, ImageTable) and len(X) == 12 and X.image_size == 8
     np.testing.assert_array_equal(y, manifest["y"])
@@ -781,14 +786,14 @@ def test_synthetic_table_reads_the_layouts_labels_and_images(sd_layout):
     assert X.group_names["Male"] == ("female", "male")
     ref = sd.load_cells(sd_layout, images=True, image_size=8).X
     np.testing.assert_allclose(read_images(X), ref, rtol=0, atol=1e-6)
-    native = A.synthetic_table(sd_layout, image_size=None)[0]
+    native = AD.synthetic_table(sd_layout, image_size=None)[0]
     assert native[0][0].shape == (3, 16, 16) and list(native.groups) == ["s"]
 
 
 def test_supplement_and_repair_on_image_tables_give_the_rows_of_arrays(celeba_root, sd_layout):
-    Tr, yr, sr = A.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"),
+    Tr, yr, sr = AD.celeba_setting(celeba_root, n_real=8, ratios=A.bias_ratios("1:3"),
                                   image_size=8)["train"]
-    Ts, ys, ss = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")
+    Ts, ys, ss = AD.synthetic_table(sd_layout, image_size=8, protected_name="Male")
     Xr, Xs = read_images(Tr), read_images(Ts)
     assert cells_of(yr, sr) == [1, 3, 3, 1]
 
@@ -819,18 +824,18 @@ def test_supplement_and_repair_on_image_tables_give_the_rows_of_arrays(celeba_ro
         A.repair(Tr, 1 - yr, sr, Ts, ys, ss)
     with pytest.raises(ValueError, match=r"repair: s_syn got \"values matching none"):
         A.repair(Tr, yr, sr, Ts, ys, 1 - ss)
-    Ts_s = A.synthetic_table(sd_layout, image_size=8)[0]  # protected attribute named "s"
+    Ts_s = AD.synthetic_table(sd_layout, image_size=8)[0]  # protected attribute named "s"
     with pytest.raises(ValueError, match=r"repair: X_syn got \"an ImageTable with groups \['s'\]"):
         A.repair(Tr, yr, sr, Ts_s, ys, ss)
     with pytest.raises(ValueError, match=r"repair: cell \(y=0, s=0\) needs 2 .* only 1"):
         keep = np.r_[0, 3:12]                               # cell (0, 0) keeps 1 of its 3
-        A.repair(Tr, yr, sr, A.take(Ts, keep), ys[keep], ss[keep])
+        A.repair(Tr, yr, sr, AD.take(Ts, keep), ys[keep], ss[keep])
 
 
-def test_dataset_gradients_and_evaluate_on_an_image_table_match_arrays(celeba_root, sd_layout):
-    Xr = A.celeba_setting(celeba_root, image_size=8, n_real=16)["test"][0]
-    Ts = A.synthetic_table(sd_layout, image_size=8, protected_name="Male")[0]
-    table = A.join(Xr, Ts)
+def test_dataset_gradients_and_table_metrics_on_an_image_table_match_arrays(celeba_root, sd_layout):
+    Xr = AD.celeba_setting(celeba_root, image_size=8, n_real=16)["test"][0]
+    Ts = AD.synthetic_table(sd_layout, image_size=8, protected_name="Male")[0]
+    table = AD.join(Xr, Ts)
     X, y, s = torch.as_tensor(read_images(table)), table.y, table.groups["Male"]
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -843,16 +848,16 @@ def test_dataset_gradients_and_evaluate_on_an_image_table_match_arrays(celeba_ro
         torch.testing.assert_close(g_t[k], g_a[k], rtol=1e-5, atol=1e-7)
     # one logit per sample: spread the predictions so that every cell accuracy is informative
     net[-1].bias.data -= T.logits_of(net, X, device="cpu").median()
-    r_t = A.evaluate(net, table, device="cpu")              # y and s from the table
-    r_a = A.evaluate(net, X, y, s, device="cpu")
+    r_t = A.table_metrics(net, table, device="cpu")              # y and s from the table
+    r_a = A.table_metrics(net, X, y, s, device="cpu")
     assert r_t == pytest.approx(r_a, abs=1e-12)
     assert 0 < r_a["acc"] < 1
-    assert A.evaluate(net, table, s=s, device="cpu") == pytest.approx(r_a, abs=1e-12)
+    assert A.table_metrics(net, table, s=s, device="cpu") == pytest.approx(r_a, abs=1e-12)
 
 
 # ------------------------------------------------------------------------------ runner hooks
 def _values(profile="default", **kw):
-    from fairbook import chapters
+    from fairbook.book import chapters
 
     return {**chapters.get("aimfair").values(profile), **kw}
 
@@ -871,10 +876,10 @@ def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp
     from fairbook.errors import ParameterError
 
     for profile in ("smoke", "default"):
-        A.check_parameters(_values(profile))
-    A.check_parameters(_celeba(tmp_path))
-    A.check_parameters({})                                     # only the keys given are checked
-    A.check_parameters({"dataset": "celeba"})
+        CH.check_parameters(_values(profile))
+    CH.check_parameters(_celeba(tmp_path))
+    CH.check_parameters({})                                     # only the keys given are checked
+    CH.check_parameters({"dataset": "celeba"})
     for kw, msg in [({"real_bias": "9:1"}, r"'real_bias'.*'a:b'.*got '9:1'"),
                     ({"real_bias": "0.1"}, "'real_bias'"),
                     ({"syn_bias_sweep": ["3:7", "1-9"]}, r"'syn_bias_sweep'.*'1-9' is not"),
@@ -887,24 +892,24 @@ def test_check_parameters_accepts_the_profiles_and_rejects_impossible_values(tmp
                     ({"syn_amounts": []}, "'syn_amounts'.*at least one value"),
                     ({"random_fractions": []}, "'random_fractions'.*at least one value")]:
         with pytest.raises(ParameterError, match=r"^parameter " + msg):
-            A.check_parameters(_values(**kw))
+            CH.check_parameters(_values(**kw))
         with pytest.raises(ParameterError, match="of chapter 'aimfair'"):
-            A.check_parameters(kw)                             # alone: still checked
+            CH.check_parameters(kw)                             # alone: still checked
     for kw, msg in [({"sd_images": ""}, "'sd_images'.*-p sd_images"),
                     ({"weights": ""}, "'weights'.*pass -p weights <local ImageNet ResNet-18 checkpoint>"),
                     ({"model": "cnn"}, "'model'.*28x28")]:
         with pytest.raises(ParameterError, match=msg):
-            A.check_parameters(_celeba(tmp_path, **kw))
+            CH.check_parameters(_celeba(tmp_path, **kw))
     # a random-init ResNet-18 and no Stable Diffusion images are fine off CelebA
-    A.check_parameters(_values(model="resnet18", weights=""))
+    CH.check_parameters(_values(model="resnet18", weights=""))
     # Table 5's context counts must exist among the generator's contexts (no silent skip)
     with pytest.raises(ParameterError, match=r"'context_counts'.*between 1 and the generator's 4 contexts.*\[25\]"):
-        A.check_parameters(_values(context_bins=[2, 2], context_counts=[1, 4, 25]))
-    A.check_parameters(_values(context_bins=[5, 5], context_counts=[1, 4, 25]))
+        CH.check_parameters(_values(context_bins=[2, 2], context_counts=[1, 4, 25]))
+    CH.check_parameters(_values(context_bins=[5, 5], context_counts=[1, 4, 25]))
 
 
 def test_runner_rejects_the_paper_profile_without_its_files_before_running():
-    from fairbook import runner
+    from fairbook.book import runner
     from fairbook.errors import ParameterError
 
     with pytest.raises(ParameterError, match="'sd_images' of chapter 'aimfair'"):
@@ -914,25 +919,25 @@ def test_runner_rejects_the_paper_profile_without_its_files_before_running():
 
 
 def test_input_files_are_the_manifests_and_weights_the_run_reads(tmp_path, monkeypatch):
-    from fairbook import runner
+    from fairbook.book import runner
     from fairbook.generative import sd
     from fairbook.errors import ParameterError
 
     v = _celeba(tmp_path)
-    files = A.input_files(v)
+    files = CH.input_files(v)
     assert files == {"sd_images": (tmp_path / "sd" / sd.MANIFEST).resolve(),
                      "sd_plain_images": (tmp_path / "plain" / sd.MANIFEST).resolve(),
                      "weights": (tmp_path / "r18.pt").resolve()}
-    assert A.input_files({**v, "sd_plain_images": "", "weights": ""}) == {"sd_images": files["sd_images"]}
-    assert A.input_files(_values()) == {}                       # the default profile reads none
-    assert A.input_files({**v, "dataset": "colored-mnist", "model": "cnn"}) == {}   # not read: not used
+    assert CH.input_files({**v, "sd_plain_images": "", "weights": ""}) == {"sd_images": files["sd_images"]}
+    assert CH.input_files(_values()) == {}                       # the default profile reads none
+    assert CH.input_files({**v, "dataset": "colored-mnist", "model": "cnn"}) == {}   # not read: not used
     monkeypatch.chdir(tmp_path)                                 # relative paths: from the current directory
-    assert A.input_files({**v, "sd_images": "sd", "weights": "r18.pt"}) == files
+    assert CH.input_files({**v, "sd_images": "sd", "weights": "r18.pt"}) == files
     for kw, msg in [({"sd_images": str(tmp_path / "nowhere")}, r"'sd_images'.*nowhere.*manifest\.csv"),
                     ({"sd_plain_images": str(tmp_path)}, "'sd_plain_images'.*generate_cells"),
                     ({"weights": str(tmp_path / "missing.pt")}, "'weights'.*missing.pt is not a file")]:
         with pytest.raises(ParameterError, match=msg):
-            A.input_files({**v, **kw})
+            CH.input_files({**v, **kw})
     # the runner fingerprints them: a changed manifest or checkpoint changes the run's key
     monkeypatch.setattr("fairbook.data.fingerprints_for", lambda chapter, values: {})
     fp = runner.data_fingerprint("aimfair", v)
@@ -973,7 +978,7 @@ def test_utkface_setting_biased_train_full_val_balanced_test(utk_root):
     te_cells = cells_of(full["test"].y, full["test"].groups["race"] == 0)
     assert min(tr_cells[1], tr_cells[2]) >= 9 and min(tr_cells) >= 1 and min(te_cells) >= 2
 
-    st = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    st = AD.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
     assert set(st) == {"train", "val", "test"}
     X, y, s = st["train"]
     assert isinstance(X, ImageTable) and X.image_size == 8 and X[0][0].shape == (3, 8, 8)
@@ -1009,19 +1014,19 @@ def test_utkface_setting_biased_train_full_val_balanced_test(utk_root):
                                   for a, b in A.CELLS]))
     np.testing.assert_array_equal(Xt.paths, full["test"].paths[ref])
     # n_test = 0: the whole test split; other ratios
-    whole = A.utkface_setting(utk_root, n_real=20, n_test=0)["test"]
+    whole = AD.utkface_setting(utk_root, n_real=20, n_test=0)["test"]
     np.testing.assert_array_equal(whole[0].paths, full["test"].paths)
     assert cells_of(whole[1], whole[2]) == te_cells
-    _, y4, s4 = A.utkface_setting(utk_root, n_real=8, ratios=A.bias_ratios("1:3"), n_test=4)["train"]
+    _, y4, s4 = AD.utkface_setting(utk_root, n_real=8, ratios=A.bias_ratios("1:3"), n_test=4)["train"]
     assert cells_of(y4, s4) == [1, 3, 3, 1]
-    _, yb, sb = A.utkface_setting(utk_root, n_real=8, ratios=A.balanced_ratios(), n_test=4)["train"]
+    _, yb, sb = AD.utkface_setting(utk_root, n_real=8, ratios=A.balanced_ratios(), n_test=4)["train"]
     assert cells_of(yb, sb) == [2, 2, 2, 2]
 
 
 def test_utkface_setting_is_deterministic_and_seeded(utk_root):
-    a = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
-    b = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
-    c = A.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8, seed=1)
+    a = AD.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    b = AD.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8)
+    c = AD.utkface_setting(utk_root, n_real=20, n_test=8, image_size=8, seed=1)
     for part in ("train", "val", "test"):
         np.testing.assert_array_equal(a[part][0].paths, b[part][0].paths)
         np.testing.assert_array_equal(a[part][2], b[part][2])
@@ -1036,42 +1041,42 @@ def test_utkface_setting_names_the_cell_and_rejects_bad_arguments(utk_root, tmp_
     small = min(cells_of(full.y, full.groups["race"] == 0))
     with pytest.raises(ValueError, match=r"utkface_setting: cell \(y=0, s=1\) = \(Male, White\) needs "
                                          r"45 images for n_real=100.* utkface train split has only \d+"):
-        A.utkface_setting(utk_root, n_real=100)
+        AD.utkface_setting(utk_root, n_real=100)
     with pytest.raises(ValueError, match=rf"utkface_setting: cell \(y=\d, s=\d\) = \(\w+, [\w-]+\) needs "
                                          rf"{small + 1} images for a balanced test set of "
                                          rf"n_test={4 * small + 4}.* utkface test split has only {small}"):
-        A.utkface_setting(utk_root, n_real=8, n_test=4 * small + 4)
+        AD.utkface_setting(utk_root, n_real=8, n_test=4 * small + 4)
     for kw, msg in [({"n_real": 0}, "n_real got 0"), ({"n_real": True}, "n_real got True"),
                     ({"n_test": 6}, "n_test got 6; allowed: 0 .* multiple of 4"),
                     ({"n_test": -4}, "n_test got -4"), ({"n_test": 8.0}, "n_test got 8.0"),
                     ({"ratios": (0.5, 0.5)}, "ratios got")]:
         with pytest.raises(ValueError, match="utkface_setting: " + msg):
-            A.utkface_setting(utk_root, **kw)
+            AD.utkface_setting(utk_root, **kw)
     from fairbook.data import DataNotFound
 
     monkeypatch.delenv("FAIRBOOK_DATA", raising=False)          # no data anywhere: the loader's message
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(DataNotFound, match="dataset 'utkface' not found"):
-        A.utkface_setting(tmp_path / "nowhere")
+        AD.utkface_setting(tmp_path / "nowhere")
 
 
 def test_utkface_gets_the_celeba_checks_and_input_files(tmp_path):
     from fairbook.errors import ParameterError
 
     v = _celeba(tmp_path, dataset="utkface")
-    A.check_parameters(v)
-    A.check_parameters({"dataset": "utkface"})
+    CH.check_parameters(v)
+    CH.check_parameters({"dataset": "utkface"})
     for kw, msg in [({"sd_images": ""}, "'sd_images'.*dataset='utkface'.*-p sd_images"),
                     ({"weights": ""}, "'weights'.*dataset='utkface'.*pass -p weights"),
                     ({"model": "cnn"}, "'model'.*28x28.*dataset='utkface'")]:
         with pytest.raises(ParameterError, match=msg):
-            A.check_parameters({**v, **kw})
-    files = A.input_files(v)
-    assert files == A.input_files({**v, "dataset": "celeba"})
+            CH.check_parameters({**v, **kw})
+    files = CH.input_files(v)
+    assert files == CH.input_files({**v, "dataset": "celeba"})
     assert set(files) == {"sd_images", "sd_plain_images", "weights"}
     with pytest.raises(ParameterError, match="'sd_images'"):
-        A.input_files({**v, "sd_images": str(tmp_path / "nowhere")})
+        CH.input_files({**v, "sd_images": str(tmp_path / "nowhere")})
 
 
 # ------------------------------------------------------------------------ Table 5's context count, splits
@@ -1089,42 +1094,42 @@ def context_pool(per=(7, 5, 9, 6), n_contexts=3):
 
 def test_context_rows_span_the_asked_number_of_contexts_with_equal_cells():
     y, s, c = context_pool()
-    n = A.context_cell_size(y, s, c, [1, 2])
+    n = AD.context_cell_size(y, s, c, [1, 2])
     assert n == 4                                  # smallest group 5 rows, rounded to a multiple of 2
-    assert A.context_cell_size(y, s, c, [1, 3]) == 3
+    assert AD.context_cell_size(y, s, c, [1, 3]) == 3
     for count in (1, 2):
         for seed in range(5):
-            idx = A.context_rows(y, s, c, n, count, np.random.default_rng(seed))
+            idx = AD.context_rows(y, s, c, n, count, np.random.default_rng(seed))
             assert len(set(idx)) == len(idx) == 4 * n
             for yy, ss in A.CELLS:
                 rows = idx[(y[idx] == yy) & (s[idx] == ss)]
                 assert len(rows) == n
                 vals, per_ctx = np.unique(c[rows], return_counts=True)
                 assert len(vals) == count and (per_ctx == n // count).all()
-    drawn = {tuple(np.unique(c[A.context_rows(y, s, c, n, 1, np.random.default_rng(k))[:n]]))
+    drawn = {tuple(np.unique(c[AD.context_rows(y, s, c, n, 1, np.random.default_rng(k))[:n]]))
              for k in range(20)}
     assert len(drawn) > 1                          # the context of a one-context cell is random
     with pytest.raises(ValueError, match="context_rows: count got 3"):
-        A.context_rows(y, s, c, n, 3, np.random.default_rng(0))      # 3 does not divide 4
+        AD.context_rows(y, s, c, n, 3, np.random.default_rng(0))      # 3 does not divide 4
     with pytest.raises(ValueError, match="context_rows: count got 4"):
-        A.context_rows(y, s, c, 8, 4, np.random.default_rng(0))      # only 3 contexts
+        AD.context_rows(y, s, c, 8, 4, np.random.default_rng(0))      # only 3 contexts
     with pytest.raises(ValueError, match="context_rows: n_per_cell got 12"):
-        A.context_rows(y, s, c, 12, 1, np.random.default_rng(0))
+        AD.context_rows(y, s, c, 12, 1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="context_cell_size: counts got"):
-        A.context_cell_size(y, s, c, [])
+        AD.context_cell_size(y, s, c, [])
 
 
 def test_subsample_with_cell_ratios_draws_a_biased_test_split():
     y = np.repeat([0, 0, 1, 1], 100)
     s = np.tile(np.repeat([0, 1], 100), 2)
     X = np.arange(400)
-    Xs, ys, ss = A.subsample(X, y, s, 200, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
+    Xs, ys, ss = AD.subsample(X, y, s, 200, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
     counts = [int(((ys == a) & (ss == b)).sum()) for a, b in A.CELLS]
     assert counts == [10, 90, 90, 10] and np.all(np.diff(Xs) > 0)
     # the whole split with a 1:9 bias: the majority cells (100 rows) bound the size at 222
-    _, ys, ss = A.subsample(X, y, s, 0, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
+    _, ys, ss = AD.subsample(X, y, s, 0, np.random.default_rng(0), ratios=A.bias_ratios("1:9"))
     assert len(ys) == 222 and int(((ys == 0) & (ss == 1)).sum()) <= 100
-    assert len(A.subsample(X, y, s, 50, np.random.default_rng(0))[1]) == 50
+    assert len(AD.subsample(X, y, s, 50, np.random.default_rng(0))[1]) == 50
 
 
 def test_bn_recalibration_moves_only_the_running_statistics():

@@ -1,4 +1,4 @@
-"""fairbook.robust: CVaR DRO (by hand, gradient), group DRO (q updates vs numpy, objective, absent
+"""fairbook.aimfair.robust: CVaR DRO (by hand, gradient), group DRO (q updates vs numpy, objective, absent
 groups, fit integration), JTT's error set, upsampling and bias-ratio estimate; bad inputs."""
 import math
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fairbook import robust, train
+from fairbook import train
+from fairbook.aimfair import robust
 
 
 def _sp(z):  # softplus in float64: BCE of logit z with target 1 is sp(-z), with target 0 sp(z)

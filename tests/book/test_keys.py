@@ -15,6 +15,7 @@ def package(tmp_path, monkeypatch):
     """A copy of the package's source that the keys are computed from."""
     copy = tmp_path / "fairbook"
     shutil.copytree(paths.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("FAIRBOOK_ROOT", str(paths.project_root()))  # the real notebooks
     monkeypatch.setattr(paths, "PACKAGE_DIR", copy)
     grid._source_fingerprint.cache_clear()
     yield copy

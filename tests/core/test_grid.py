@@ -17,7 +17,7 @@ from fairbook import gcm, grid
 from fairbook.book import runner
 from fairbook.errors import ParameterError
 
-SETTING = gcm.Setting(widths=(8,), batch_size=40, epochs=1, steps_per_epoch=3, lr=0.01)
+RECIPE = gcm.experiment.Recipe(widths=(8,), batch_size=40, epochs=1, steps_per_epoch=3, lr=0.01)
 
 
 def splits(n: int = 240, seed: int = 0) -> dict:
@@ -31,7 +31,7 @@ def splits(n: int = 240, seed: int = 0) -> dict:
     return {"adult": out}
 
 
-SHARED = {"setting": SETTING, "splits": splits(), "dataset": "adult"}
+SHARED = {"recipe": RECIPE, "splits": splits(), "dataset": "adult"}
 TASKS = ([{"method": "gcm", "options": {"lam": lam, "T": 2.0}, "model_seed": s} for lam in (0.1, 1.0) for s in (0, 1)]
          + [{"method": "oversampling", "options": {}, "model_seed": s} for s in (0, 1)])
 
@@ -48,24 +48,24 @@ def table(results) -> str:
 
 
 def test_executors_give_byte_identical_tables_and_the_cache_is_reused(task_cache):
-    local = table(grid.run(gcm.train_eval, TASKS, grid.Grid("local", 2, cache=False), shared=SHARED))
-    procs = table(grid.run(gcm.train_eval, TASKS, grid.Grid("processes", 2, cache=False), shared=SHARED))
+    local = table(grid.run(gcm.experiment.train_eval, TASKS, grid.Grid("local", 2, cache=False), shared=SHARED))
+    procs = table(grid.run(gcm.experiment.train_eval, TASKS, grid.Grid("processes", 2, cache=False), shared=SHARED))
     grid.shutdown()
     ray = pytest.importorskip("ray")
     try:
-        on_ray = table(grid.run(gcm.train_eval, TASKS, grid.Grid("ray", 2), shared=SHARED))
+        on_ray = table(grid.run(gcm.experiment.train_eval, TASKS, grid.Grid("ray", 2), shared=SHARED))
     finally:
         ray.shutdown()
     assert local == procs == on_ray
     assert grid.last_report.computed == len(TASKS)
-    again = table(grid.run(gcm.train_eval, TASKS, grid.Grid("local", 2), shared=SHARED))
+    again = table(grid.run(gcm.experiment.train_eval, TASKS, grid.Grid("local", 2), shared=SHARED))
     assert again == local and grid.last_report.cached == len(TASKS) and grid.last_report.computed == 0
     assert len(list(task_cache.rglob("*.pkl"))) == len(TASKS)
 
 
 def test_results_follow_the_task_list_and_a_plain_call():
-    res = grid.run(gcm.train_eval, TASKS[::-1], grid.Grid("local", 2), shared=SHARED)
-    direct = grid._call(gcm.train_eval, SHARED, TASKS[-1], 1)
+    res = grid.run(gcm.experiment.train_eval, TASKS[::-1], grid.Grid("local", 2), shared=SHARED)
+    direct = grid._call(gcm.experiment.train_eval, SHARED, TASKS[-1], 1)
     assert direct[0] and res[0] == direct[1]
 
 
@@ -73,17 +73,17 @@ def test_a_concurrent_futures_executor_plugs_in():
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as ex:
-        res = grid.run(gcm.train_eval, TASKS[:2], grid.Grid(ex, 2, cache=False), shared=SHARED)
-    assert res == grid.run(gcm.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
+        res = grid.run(gcm.experiment.train_eval, TASKS[:2], grid.Grid(ex, 2, cache=False), shared=SHARED)
+    assert res == grid.run(gcm.experiment.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
 
 
 def test_the_key_changes_with_every_input():
     fp = grid.fingerprint(SHARED)
-    base = grid.task_key(gcm.train_eval, fp, TASKS[0], 1)
-    assert base == grid.task_key(gcm.train_eval, fp, dict(TASKS[0]), 1)
-    assert base != grid.task_key(gcm.train_eval, fp, TASKS[1], 1)
-    assert base != grid.task_key(gcm.train_eval, fp, TASKS[0], 2)
-    assert base != grid.task_key(gcm.fit_setting, fp, TASKS[0], 1)
+    base = grid.task_key(gcm.experiment.train_eval, fp, TASKS[0], 1)
+    assert base == grid.task_key(gcm.experiment.train_eval, fp, dict(TASKS[0]), 1)
+    assert base != grid.task_key(gcm.experiment.train_eval, fp, TASKS[1], 1)
+    assert base != grid.task_key(gcm.experiment.train_eval, fp, TASKS[0], 2)
+    assert base != grid.task_key(gcm.experiment.fit_recipe, fp, TASKS[0], 1)
     other = splits(seed=1)
     assert fp != grid.fingerprint({**SHARED, "splits": other})
     assert grid.fingerprint(np.zeros(3, np.float32)) != grid.fingerprint(np.zeros(3, np.float64))
@@ -92,12 +92,12 @@ def test_the_key_changes_with_every_input():
 def test_a_failing_task_names_its_parameters_and_keeps_finished_results(task_cache):
     tasks = TASKS[:2] + [{"method": "no-such-method", "model_seed": 7}] + TASKS[2:4]
     with pytest.raises(grid.TaskError, match=r"(?s)no-such-method.*model_seed.*7.*Traceback.*ValueError"):
-        grid.run(gcm.train_eval, tasks, grid.Grid("local", 2), shared=SHARED)
+        grid.run(gcm.experiment.train_eval, tasks, grid.Grid("local", 2), shared=SHARED)
     assert grid.last_report.computed == 2 and len(list(task_cache.rglob("*.pkl"))) == 2
     with pytest.raises(grid.TaskError, match="no-such-method"):
-        grid.run(gcm.train_eval, tasks, grid.Grid("processes", 2), shared=SHARED)
+        grid.run(gcm.experiment.train_eval, tasks, grid.Grid("processes", 2), shared=SHARED)
     grid.shutdown()
-    grid.run(gcm.train_eval, TASKS[:2], grid.Grid("local", 2), shared=SHARED)
+    grid.run(gcm.experiment.train_eval, TASKS[:2], grid.Grid("local", 2), shared=SHARED)
     assert grid.last_report.cached == 2
 
 
@@ -107,8 +107,8 @@ RESUMABLE = textwrap.dedent("""
     from test_grid import SHARED, TASKS
     from fairbook import gcm, grid
     import dataclasses
-    shared = dict(SHARED, setting=dataclasses.replace(SHARED["setting"], steps_per_epoch=400))
-    grid.run(gcm.train_eval, TASKS, grid.Grid("local", 2), shared=shared)
+    shared = dict(SHARED, recipe=dataclasses.replace(SHARED["recipe"], steps_per_epoch=400))
+    grid.run(gcm.experiment.train_eval, TASKS, grid.Grid("local", 2), shared=shared)
     print("finished", grid.last_report.computed)
 """)
 
@@ -137,7 +137,7 @@ def test_task_functions_must_be_importable():
     with pytest.raises(ValueError, match="module-level function"):
         grid.run(local_fn, [{}], grid.Grid("local", 1))
     with pytest.raises(ValueError, match="also shared inputs"):
-        grid.run(gcm.train_eval, [{"dataset": "adult"}], grid.Grid("local", 1), shared=SHARED)
+        grid.run(gcm.experiment.train_eval, [{"dataset": "adult"}], grid.Grid("local", 1), shared=SHARED)
 
 
 @pytest.mark.parametrize("kw, match", [({"executor": "slurm"}, "executor must be one of"),
@@ -186,12 +186,12 @@ class _SubmititLike:
 
 
 def test_an_executor_returning_other_job_handles_plugs_in():
-    res = grid.run(gcm.train_eval, TASKS[:2], grid.Grid(_SubmititLike(), 2, cache=False), shared=SHARED)
-    assert res == grid.run(gcm.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
+    res = grid.run(gcm.experiment.train_eval, TASKS[:2], grid.Grid(_SubmititLike(), 2, cache=False), shared=SHARED)
+    assert res == grid.run(gcm.experiment.train_eval, TASKS[:2], grid.Grid("local", 2, cache=False), shared=SHARED)
 
 
 def test_traced_eval_returns_the_history_of_its_training():
-    history, result = gcm.traced_eval(**SHARED, method="oversampling", model_seed=0,
-                                      tracker={"every": 1, "n_permutations": 1, "per_layer": False})
-    assert len(history) == SETTING.epochs * SETTING.steps_per_epoch and "r_y0_perm0" in history
+    history, result = gcm.experiment.traced_eval(**SHARED, method="oversampling", model_seed=0,
+                                                 tracker={"every": 1, "n_permutations": 1, "per_layer": False})
+    assert len(history) == RECIPE.epochs * RECIPE.steps_per_epoch and "r_y0_perm0" in history
     assert set(result) >= {"ap", "delta_eo", "val_ap"}

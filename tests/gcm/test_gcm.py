@@ -202,7 +202,7 @@ def test_gcm_penalty_by_hand_both_forms():
     assert gcm.gcm_penalty(gg, None, "paper").item() == pytest.approx(6.0)
 
 
-@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("form", gcm.regularizer.FORMS)
 @pytest.mark.parametrize("T", [0.0, 2.0])
 def test_gcm_loss_matches_numpy_on_logistic_model(form, T):
     X, y, a = _biased(n=50, d=2, seed=1)
@@ -228,7 +228,7 @@ def test_confidence_weights_temperature():
 
 
 @pytest.mark.parametrize("T", [0.0, 2.0])
-@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("form", gcm.regularizer.FORMS)
 def test_regulariser_gradient_equals_finite_differences(form, T):
     """Double backward: the gradient of λ·L_fair w.r.t. the weights equals central differences of
     L_fair (the weights W = c^T are constants for the optimiser, so FD holds them at their value)."""
@@ -293,25 +293,25 @@ def test_eor_penalty_zero_when_group_rates_equal():
     y = torch.tensor([0, 0, 0, 1, 1, 1])
     a = torch.tensor([0, 0, 1, 0, 1, 1])
     equal = torch.tensor([[-1.0], [1.0], [0.0], [2.0], [2.0], [2.0]])  # mean p: .5/.5 and σ(2)/σ(2)
-    assert gcm.eor_penalty(equal, y, a).item() == pytest.approx(0.0, abs=1e-7)
+    assert gcm.baselines.eor_penalty(equal, y, a).item() == pytest.approx(0.0, abs=1e-7)
     unequal = equal.clone()
     unequal[4:] = 0.0  # (a=1, y=1): p = .5
-    assert gcm.eor_penalty(unequal, y, a).item() == pytest.approx(1 / (1 + np.exp(-2)) - 0.5)
+    assert gcm.baselines.eor_penalty(unequal, y, a).item() == pytest.approx(1 / (1 + np.exp(-2)) - 0.5)
     two = torch.cat([torch.zeros_like(unequal), unequal], 1)  # softmax model: same p
-    assert gcm.eor_penalty(two, y, a).item() == pytest.approx(gcm.eor_penalty(unequal, y, a).item())
+    assert gcm.baselines.eor_penalty(two, y, a).item() == pytest.approx(gcm.baselines.eor_penalty(unequal, y, a).item())
     batch = {"logits": unequal, "y": y, "groups": a}
-    assert gcm.eor_loss(3.0)(None, batch).item() == pytest.approx(3 * (1 / (1 + np.exp(-2)) - 0.5))
+    assert gcm.baselines.eor_loss(3.0)(None, batch).item() == pytest.approx(3 * (1 / (1 + np.exp(-2)) - 0.5))
 
 
 def test_iga_and_direct_aligning_by_hand():
     t = torch.tensor
     grads, batch = {0: [t([1.0, 2.0])], 1: [t([3.0, 0.0])]}, [t([1.0, 1.0])]
-    assert gcm.iga_penalty(grads, batch).item() == pytest.approx(0 + 1 + 4 + 1)
-    assert gcm.iga_penalty(grads, batch, "abs").item() == pytest.approx(0 + 1 + 2 + 1)
+    assert gcm.baselines.iga_penalty(grads, batch).item() == pytest.approx(0 + 1 + 4 + 1)
+    assert gcm.baselines.iga_penalty(grads, batch, "abs").item() == pytest.approx(0 + 1 + 2 + 1)
     gg = _gg(HAND)
     # y0: |1-3| + |-2-1| + |.5+.5| = 6; y1: |-1-.5| + |2-.5| + |1-2| = 4
-    assert gcm.direct_aligning_penalty(gg).item() == pytest.approx(10.0)
-    assert gcm.direct_aligning_penalty(gg, "squared").item() == pytest.approx(4 + 9 + 1 + 2.25 + 2.25 + 1)
+    assert gcm.baselines.direct_aligning_penalty(gg).item() == pytest.approx(10.0)
+    assert gcm.baselines.direct_aligning_penalty(gg, "squared").item() == pytest.approx(4 + 9 + 1 + 2.25 + 2.25 + 1)
 
 
 def test_iga_and_direct_losses_match_numpy_on_logistic_model():
@@ -328,16 +328,16 @@ def test_iga_and_direct_losses_match_numpy_on_logistic_model():
 
     g_all = grad(np.ones(len(y), bool))
     iga = sum(((grad(a == ai) - g_all) ** 2).sum() for ai in (0, 1))
-    assert gcm.iga_loss(2.0)(model, batch).item() == pytest.approx(2 * iga, rel=1e-9)
+    assert gcm.baselines.iga_loss(2.0)(model, batch).item() == pytest.approx(2 * iga, rel=1e-9)
     g, _, _ = _numpy_cells(X, y, a, w, b)
     direct = sum(np.abs(np.concatenate(g[(0, yy)]) - np.concatenate(g[(1, yy)])).sum() for yy in (0, 1))
-    assert gcm.direct_aligning_loss(0.5)(model, batch).item() == pytest.approx(0.5 * direct, rel=1e-9)
+    assert gcm.baselines.direct_aligning_loss(0.5)(model, batch).item() == pytest.approx(0.5 * direct, rel=1e-9)
 
 
 def test_adversarial_debiasing_projection_and_adversary_update():
     X, y, a = _biased(n=64, d=3, seed=5)
     model = _tanh_mlp(d=3, h=4, seed=1)
-    adv = gcm.adversarial_loss(alpha=0.5, lr=0.05)
+    adv = gcm.baselines.adversarial_loss(alpha=0.5, lr=0.05)
     batch = gcm.make_batch(model, X.astype(np.float64), y, a)
     term = adv(model, batch)  # builds and trains the adversary one step
     assert term.item() == 0.0 and "adversary_loss" in adv.last
@@ -358,7 +358,7 @@ def test_adversarial_debiasing_projection_and_adversary_update():
     assert abs(float((gp + d + 0.5 * ga) @ ga)) < 1e-8  # the projected part is orthogonal to ∇L_A
     adv(model, gcm.make_batch(model, X.astype(np.float64), y, a))
     assert any(not torch.equal(b0, q) for b0, q in zip(before, adv.adversary.parameters()))
-    rev = gcm.adversarial_loss(alpha=0.5, projection=False)
+    rev = gcm.baselines.adversarial_loss(alpha=0.5, projection=False)
     out = rev(model, gcm.make_batch(model, X.astype(np.float64), y, a))
     assert out.item() < 0  # −α·L_A
 
@@ -367,7 +367,7 @@ def test_adversarial_debiasing_projection_and_adversary_update():
 @pytest.mark.filterwarnings("ignore:Setting an item of incompatible dtype")
 def test_fairlearn_baselines_run_and_equalise_odds():
     X, y, a = _biased(n=600, d=4, seed=6)
-    pred, score = gcm.threshold_optimizer_baseline(X, y, a, X, a, seed=0)
+    pred, score = gcm.baselines.threshold_optimizer_baseline(X, y, a, X, a, seed=0)
     assert pred.shape == score.shape == y.shape and set(np.unique(pred)) <= {0, 1}
     assert np.all((score >= 0) & (score <= 1))
     from sklearn.linear_model import LogisticRegression
@@ -375,7 +375,7 @@ def test_fairlearn_baselines_run_and_equalise_odds():
     lr_pred = LogisticRegression(max_iter=1000).fit(X, y).predict(X)
     lr_eo = gcm.report(y, lr_pred, a)["delta_eo"]
     assert gcm.report(y, pred, a, score)["delta_eo"] < lr_eo
-    pred, score = gcm.exponentiated_gradient_baseline(X, y, a, X, seed=0, max_iter=10)
+    pred, score = gcm.baselines.exponentiated_gradient_baseline(X, y, a, X, seed=0, max_iter=10)
     assert pred.shape == y.shape and set(np.unique(pred)) <= {0, 1} and np.all((score >= 0) & (score <= 1))
 
 
@@ -383,7 +383,7 @@ def test_fairlearn_baselines_run_and_equalise_odds():
 def test_evaluation_numbers_match_fairlearn_and_sklearn():
     X, y, a = _biased(n=300, d=4, seed=7)
     model = _linear([0.8, 0.2, -0.1, 0.5], -1.0)
-    r = gcm.evaluate(model, X, y, a)
+    r = gcm.model_report(model, X, y, a)
     logit = X @ np.array([0.8, 0.2, -0.1, 0.5]) - 1.0
     pred = (logit > 0).astype(int)
     assert r["delta_eo"] == pytest.approx(2 * equalized_odds_difference(y, pred, sensitive_features=a,
@@ -401,7 +401,7 @@ def test_evaluation_numbers_match_fairlearn_and_sklearn():
 def test_subgroup_sizes_formula_and_engine_simulation():
     X, y, a = _biased(n=400, d=2, seed=8)
     B = 40
-    table = gcm.subgroup_sizes_per_iteration(y, a, B)
+    table = gcm.experiment.subgroup_sizes_per_iteration(y, a, B)
     counts = {f"Z{ai}{yi}": ((a == ai) & (y == yi)).sum() for ai, yi in gcm.CELLS}
     assert dict(table.loc["standard"]) == pytest.approx({k: B * c / 400 for k, c in counts.items()})
     assert dict(table.loc["oversampling"]) == {k: 10.0 for k in counts}
@@ -463,7 +463,7 @@ def test_fit_method_with_tracker_and_paper_recipe_keys():
                    on_epoch_end=lambda e, m, r: epochs_seen.append(e))
     assert epochs_seen == [1, 2] and list(tracker.history["epoch"]) == [1, 1, 1, 2, 2, 2]
     assert (tracker.history["n_01"] == 4).all()
-    assert set(gcm.ADULT_FIT) <= set(train.fit.__code__.co_varnames)
+    assert set(gcm.experiment.ADULT_FIT) <= set(train.fit.__code__.co_varnames)
 
 
 # --- errors --------------------------------------------------------------------------------------------
@@ -477,9 +477,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="kind must be"):
         gcm.gcm_loss(1.0, kind="gamma")
     with pytest.raises(ValueError, match="lam must be"):
-        gcm.eor_loss(float("nan"))
+        gcm.baselines.eor_loss(float("nan"))
     with pytest.raises(ValueError, match="form must be"):
-        gcm.iga_loss(1.0, form="paper")
+        gcm.baselines.iga_loss(1.0, form="paper")
     with pytest.raises(ValueError, match="no option 'T'"):
         gcm.method_loss("eor", T=2)
     with pytest.raises(ValueError, match="method must be"):
@@ -496,20 +496,20 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="binary"):
         gcm.gcm_loss(1.0)(model, {**batch, "y": batch["y"] * 2})
     with pytest.raises(ValueError, match="multiple of 4"):
-        gcm.subgroup_sizes_per_iteration([0, 1], [0, 1], 10)
+        gcm.experiment.subgroup_sizes_per_iteration([0, 1], [0, 1], 10)
 
 
 def test_check_parameters_rejects_impossible_values():
     from fairbook.errors import ParameterError
 
     ok = {"batch_size": 200, "temperatures": [0.0, 2.0], "gcm_lams": [0.1], "n_seeds": 3, "image_seeds": 2}
-    gcm.check_parameters(ok)
+    gcm.chapter.check_parameters(ok)
     with pytest.raises(ParameterError, match="batch_size"):
-        gcm.check_parameters({**ok, "batch_size": 202})
+        gcm.chapter.check_parameters({**ok, "batch_size": 202})
     with pytest.raises(ParameterError, match="gcm_lams"):
-        gcm.check_parameters({**ok, "gcm_lams": []})
+        gcm.chapter.check_parameters({**ok, "gcm_lams": []})
     with pytest.raises(ParameterError, match="image_seeds"):
-        gcm.check_parameters({**ok, "image_seeds": 4})
+        gcm.chapter.check_parameters({**ok, "image_seeds": 4})
 
 
 def test_per_group_forward_gives_the_same_gradients_and_penalty_gradient():
@@ -545,7 +545,7 @@ def test_combine_keeps_the_single_batch_forward():
     both = gcm.combine(reg, tracker)
     assert both.batch_forward == reg.batch_forward
     assert not hasattr(gcm.combine(tracker), "batch_forward")
-    assert not hasattr(gcm.combine(gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0)), "batch_forward")
+    assert not hasattr(gcm.combine(gcm.gcm_loss(1.0), gcm.baselines.direct_aligning_loss(1.0)), "batch_forward")
 
 def _counting(model):
     """Record the number of rows of every forward call of ``model`` (a forward hook)."""
@@ -593,7 +593,7 @@ def test_shared_forward_assembles_the_batch_logits_in_row_order(k, path):
     torch.manual_seed(1)
     model = PATHS[path][0](5, k)
     calls = _counting(_head(model))
-    for reg in (gcm.gcm_loss(1.0, T=2.0), gcm.direct_aligning_loss(0.5)):
+    for reg in (gcm.gcm_loss(1.0, T=2.0), gcm.baselines.direct_aligning_loss(0.5)):
         calls.clear()
         out = reg.batch_forward(model, x, y, a)
         # one forward of the sorted batch, or one per cell
@@ -632,7 +632,7 @@ def test_shared_forward_gradients_reuse_the_cell_outputs(path):
     model = PATHS[path][0](5, 1)
     calls = _counting(_head(model))
     for reg, penalty in ((gcm.gcm_loss(1.3, T=2.0, form="squared"), None),
-                         (gcm.direct_aligning_loss(0.7, form="abs"), gcm.direct_aligning_penalty)):
+                         (gcm.baselines.direct_aligning_loss(0.7, form="abs"), gcm.baselines.direct_aligning_penalty)):
         calls.clear()
         logits = reg.batch_forward(model, x, y, a)
         batch = {"x": x, "y": y, "ids": torch.arange(len(x)), "groups": a, "logits": logits}
@@ -675,15 +675,15 @@ def test_linear_group_gradients_equal_one_backward_per_cell(out, equal):
     torch.manual_seed(0)
     model = models.MLP(4, (6, 5), out)
     named = gcm.select_parameters(model)
-    owners = gcm._linear_owners(model, named)
-    logits, taps = gcm._tapped_forward(model, x, owners)
+    owners = gcm.gradients._linear_owners(model, named)
+    logits, taps = gcm.gradients._tapped_forward(model, x, owners)
     fast = gcm.linear_group_gradients(named, owners, taps, gcm.sample_losses(logits, y), sizes, k)
     ref = gcm.group_gradients(model, gcm.make_batch(model, x, y, a), create_graph=True, per_group_forward=True)
     assert fast.names == ref.names and fast.sizes == ref.sizes and list(fast.grads) == gcm.cells(k)
     for cell in gcm.cells(k):
         for u, v in zip(fast.grads[cell], ref.grads[cell]):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
-    for form in gcm.FORMS:
+    for form in gcm.regularizer.FORMS:
         d_fast = torch.autograd.grad(gcm.gcm_penalty(fast, form=form), list(model.parameters()), retain_graph=True)
         d_ref = torch.autograd.grad(gcm.gcm_penalty(ref, form=form), list(model.parameters()), retain_graph=True)
         for u, v in zip(d_fast, d_ref):
@@ -852,7 +852,7 @@ def _fit_params(extra, X, y, a, out=1, loss="bce", steps=3, optim=None, batch_si
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("T", [0.0, 2.0])
-@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("form", gcm.regularizer.FORMS)
 def test_fit_with_shared_forward_equals_separate_forwards_gcm(form, T, path):
     """gcm_loss (engine takes its batch logits from the shared forward) and a bare function around
     gcm_loss (engine's model(x), GCM's own per-cell passes) train to the same parameters; the shared
@@ -869,11 +869,11 @@ def test_fit_with_shared_forward_equals_separate_forwards_gcm(form, T, path):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("form", gcm.ALIGN_FORMS)
+@pytest.mark.parametrize("form", gcm.baselines.ALIGN_FORMS)
 def test_fit_with_shared_forward_equals_separate_forwards_direct(form, path):
     X, y, a = _biased(n=200, d=4, seed=13)
-    p_shared, _, n_shared = _fit_params(gcm.direct_aligning_loss(2.0, form=form), X, y, a, path=path)
-    p_sep, _, n_sep = _fit_params(_plain(gcm.direct_aligning_loss(2.0, form=form)), X, y, a, path=path)
+    p_shared, _, n_shared = _fit_params(gcm.baselines.direct_aligning_loss(2.0, form=form), X, y, a, path=path)
+    p_sep, _, n_sep = _fit_params(_plain(gcm.baselines.direct_aligning_loss(2.0, form=form)), X, y, a, path=path)
     p_van, _, _ = _fit_params(None, X, y, a, path=path)
     assert (n_shared, n_sep) == (3 * PATHS[path][1](4), 3 * 5)
     for u, v in zip(p_shared, p_sep):
@@ -887,7 +887,7 @@ def test_fit_with_shared_forward_equals_separate_forwards_shuffled_batches(path)
     sizes), so the engine's loss only matches if the logits are put back in the batch's row order."""
     X, y, a = _biased(n=200, d=4, seed=11)
     kw = dict(batch_size=100, steps=2, sampler="shuffle", path=path)
-    for make in (lambda: gcm.gcm_loss(1.0, T=2.0, form="paper"), lambda: gcm.direct_aligning_loss(2.0)):
+    for make in (lambda: gcm.gcm_loss(1.0, T=2.0, form="paper"), lambda: gcm.baselines.direct_aligning_loss(2.0)):
         p_shared, h_shared, n_shared = _fit_params(make(), X, y, a, **kw)
         p_sep, h_sep, n_sep = _fit_params(_plain(make()), X, y, a, **kw)
         assert (n_shared, n_sep) == (2 * PATHS[path][1](4), 2 * 5)
@@ -907,7 +907,7 @@ def test_fit_with_shared_forward_two_softmax_outputs():
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("form", gcm.regularizer.FORMS)
 def test_fit_with_shared_forward_equals_separate_forwards_three_classes(form, path):
     X, y, a = _three_class(n=240, seed=3)
     kw = dict(out=3, loss="ce", batch_size=18, optim=train.Optim("adam", lr=1e-2), path=path)
@@ -952,7 +952,7 @@ def test_shared_forward_lam_zero_is_model_x_and_zero_loss():
     torch.manual_seed(0)
     model = models.MLP(5, (6,), 1)
     calls = _counting(model.head)
-    for reg in (gcm.gcm_loss(0.0, T=2.0), gcm.direct_aligning_loss(0.0)):
+    for reg in (gcm.gcm_loss(0.0, T=2.0), gcm.baselines.direct_aligning_loss(0.0)):
         calls.clear()
         out = reg.batch_forward(model, x, y, a)
         assert calls == [40] and reg._cached is None
@@ -987,8 +987,8 @@ def _three_class(n=240, d=4, seed=0, k=3):
 def test_cells_and_n_classes():
     assert gcm.cells() == list(gcm.CELLS) == gcm.cells(2)
     assert gcm.cells(3) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
-    assert gcm.n_classes(torch.zeros(5)) == gcm.n_classes(torch.zeros(5, 1)) == 2
-    assert gcm.n_classes(torch.zeros(5, 2)) == 2 and gcm.n_classes(torch.zeros(5, 7)) == 7
+    assert gcm.gradients.n_classes(torch.zeros(5)) == gcm.gradients.n_classes(torch.zeros(5, 1)) == 2
+    assert gcm.gradients.n_classes(torch.zeros(5, 2)) == 2 and gcm.gradients.n_classes(torch.zeros(5, 7)) == 7
     y, a = torch.tensor([0, 2, 1, 2, 0, 1]), torch.tensor([0, 0, 0, 1, 1, 1])
     masks = gcm.cell_masks(y, a, k=3)
     assert list(masks) == gcm.cells(3)
@@ -1002,7 +1002,7 @@ def test_sample_losses_and_true_class_probability():
     torch.manual_seed(0)
     lg3, y3 = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0, 0, 1])
     torch.testing.assert_close(gcm.sample_losses(lg3, y3), nn.functional.cross_entropy(lg3, y3, reduction="none"))
-    torch.testing.assert_close(gcm.true_class_probability(lg3, y3), torch.softmax(lg3, 1)[torch.arange(8), y3])
+    torch.testing.assert_close(gcm.gradients.true_class_probability(lg3, y3), torch.softmax(lg3, 1)[torch.arange(8), y3])
     yb = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
     z = torch.randn(8, dtype=torch.float64)
     bce = nn.functional.binary_cross_entropy_with_logits(z, yb.double(), reduction="none")
@@ -1012,8 +1012,8 @@ def test_sample_losses_and_true_class_probability():
     torch.testing.assert_close(gcm.sample_losses(two, yb), bce)
     torch.testing.assert_close(gcm.sample_losses(two, yb), nn.functional.cross_entropy(two, yb, reduction="none"))
     p = torch.sigmoid(z)
-    torch.testing.assert_close(gcm.true_class_probability(z[:, None], yb), torch.where(yb == 1, p, 1 - p))
-    torch.testing.assert_close(gcm.true_class_probability(two, yb), torch.softmax(two, 1)[torch.arange(8), yb])
+    torch.testing.assert_close(gcm.gradients.true_class_probability(z[:, None], yb), torch.where(yb == 1, p, 1 - p))
+    torch.testing.assert_close(gcm.gradients.true_class_probability(two, yb), torch.softmax(two, 1)[torch.arange(8), yb])
 
 
 @pytest.mark.parametrize("out", [2, 3, 4])
@@ -1062,8 +1062,8 @@ def test_penalties_sum_over_three_classes_by_hand():
     # weights 1: y2 |2 - 1| + |0 - 3| + |1 - .5| = 4.5
     assert gcm.gcm_penalty(gg, None, "paper").item() == pytest.approx(6.0 + 4.5)
     # direct: y2 |2+1| + |0-3| + |-1-.5| = 7.5
-    assert gcm.direct_aligning_penalty(gg).item() == pytest.approx(10.0 + 7.5)
-    assert gcm.direct_aligning_penalty(gg, "squared").item() == pytest.approx(19.5 + 9 + 9 + 2.25)
+    assert gcm.baselines.direct_aligning_penalty(gg).item() == pytest.approx(10.0 + 7.5)
+    assert gcm.baselines.direct_aligning_penalty(gg, "squared").item() == pytest.approx(19.5 + 9 + 9 + 2.25)
     # the K = 2 view of the same cells ignores y = 2
     binary_view = gcm.GroupGradients(gg.names, gg.grads, gg.sizes)
     assert gcm.gcm_penalty(binary_view, W, "paper").item() == pytest.approx(10.5)
@@ -1071,7 +1071,7 @@ def test_penalties_sum_over_three_classes_by_hand():
     with pytest.raises(ValueError, match=r"all 6 \(a, y\) cells; missing \(1, 2\)"):
         gcm.gcm_penalty(part)
     with pytest.raises(ValueError, match=r"missing \(1, 2\)"):
-        gcm.direct_aligning_penalty(part)
+        gcm.baselines.direct_aligning_penalty(part)
     # disparity over the three classes
     d = gcm.contribution_disparity(gg)
     assert set(d.model) == {0, 1, 2}
@@ -1083,7 +1083,7 @@ def test_penalties_sum_over_three_classes_by_hand():
 
 
 @pytest.mark.parametrize("T", [0.0, 2.0])
-@pytest.mark.parametrize("form", gcm.FORMS)
+@pytest.mark.parametrize("form", gcm.regularizer.FORMS)
 def test_gcm_loss_three_classes_equals_manual_sum(form, T):
     X, y, a = _three_class(n=60, d=3, seed=7)
     torch.manual_seed(2)
@@ -1117,7 +1117,7 @@ def test_three_classes_errors():
     keep = ~((batch["groups"] == 1) & (batch["y"] == 2))
     part = {"x": batch["x"][keep], "logits": model(batch["x"][keep]), "y": batch["y"][keep],
             "groups": batch["groups"][keep]}
-    for f in (gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0)):
+    for f in (gcm.gcm_loss(1.0), gcm.baselines.direct_aligning_loss(1.0)):
         with pytest.raises(ValueError, match=r"\(a=1, y=2\).*group_balanced"):
             f(model, part)
     with pytest.raises(ValueError, match=r"\(a=1, y=2\)"):
@@ -1128,15 +1128,15 @@ def test_three_classes_errors():
         reg(model, {**part, "logits": logits})
     bad = batch["y"].clone()
     bad[0] = 3
-    for f in (gcm.gcm_loss(1.0), gcm.direct_aligning_loss(1.0), gcm.iga_loss(1.0), gcm.adversarial_loss()):
+    for f in (gcm.gcm_loss(1.0), gcm.baselines.direct_aligning_loss(1.0), gcm.baselines.iga_loss(1.0), gcm.baselines.adversarial_loss()):
         with pytest.raises(ValueError, match=r"classes 0\.\.2"):
             f(model, {**batch, "y": bad})
     with pytest.raises(ValueError, match=r"classes 0\.\.2"):
         gcm.group_gradients(model, {**batch, "y": -batch["y"]})
     with pytest.raises(ValueError, match="1 or 2 output columns"):
-        gcm.eor_penalty(batch["logits"], batch["y"], batch["groups"])
+        gcm.baselines.eor_penalty(batch["logits"], batch["y"], batch["groups"])
     with pytest.raises(ValueError, match="1 or 2 output columns"):
-        gcm.eor_loss(1.0)(model, batch)
+        gcm.baselines.eor_loss(1.0)(model, batch)
     with pytest.raises(ValueError, match="1 or 2 output columns"):
         gcm.binary_logit(torch.zeros(4, 3))
 
@@ -1146,7 +1146,7 @@ def test_iga_three_classes_matches_manual():
     torch.manual_seed(0)
     model = nn.Linear(3, 3).double()
     Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
-    val = gcm.iga_loss(1.5)(model, gcm.make_batch(model, Xt, y, a))
+    val = gcm.baselines.iga_loss(1.5)(model, gcm.make_batch(model, Xt, y, a))
     ps = list(model.parameters())
 
     def grad(m):
@@ -1181,7 +1181,7 @@ def test_adversary_features_three_classes():
     X, y, a = _three_class(n=64, d=3, seed=12)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
-    adv = gcm.adversarial_loss(alpha=0.5, lr=0.05)
+    adv = gcm.baselines.adversarial_loss(alpha=0.5, lr=0.05)
     batch = gcm.make_batch(model, X.astype(np.float64), y, a)
     term = adv(model, batch)
     assert adv.adversary.lin.in_features == 3 + 9 and term.item() == 0.0
@@ -1204,7 +1204,7 @@ def test_adversary_features_three_classes():
                                rtol=1e-8, atol=1e-10)
     # binary models (one or two outputs) keep the three binary features
     for out in (1, 2):
-        adv2 = gcm.adversarial_loss()
+        adv2 = gcm.baselines.adversarial_loss()
         m2 = nn.Linear(3, out)
         Xb, yb, ab = _biased(n=32, d=3)
         adv2(m2, gcm.make_batch(m2, Xb, yb, ab))

@@ -1,4 +1,4 @@
-"""fairbook.gcm_claims: the GCM chapter's claims on synthetic per-seed result tables whose truth is
+"""fairbook.gcm.claims: the GCM chapter's claims on synthetic per-seed result tables whose truth is
 known (a null effect is not reproduced, a large one is), a hand-checked case, the selection on
 validation, Table 1's bootstrap and Fig. 2's permuted-attribute null."""
 import math
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from fairbook import claims as C
-from fairbook import gcm_claims as G
+from fairbook.gcm import claims as G
 
 TOL = 0.02
 
@@ -112,12 +112,12 @@ def synthetic(rng, *, effect=0.0, ap_gap=0.0, ratio=5.7, n_seeds=5, sd=0.02, see
 
 
 def _verdicts(**kw):
-    out = G.claims(**synthetic(**kw))
+    out = G.judge(**synthetic(**kw))
     return out.set_index("key").verdict
 
 
 def test_table_has_the_claims_columns_and_sections():
-    out = G.claims(**synthetic(np.random.default_rng(0), effect=0.2))
+    out = G.judge(**synthetic(np.random.default_rng(0), effect=0.2))
     assert list(out.columns) == C.COLUMNS
     assert set(DIRECTIONAL + ["gcm_t1_ratio", "gcm_ap_adult"]) == set(out.key)
     assert (out.chapter == "gcm").all() and out.section.str.startswith("gcm-").all()
@@ -134,7 +134,7 @@ def test_null_effect_is_not_reproduced():
     counts = pd.Series(0, index=keys)
     for _ in range(200):
         kw = synthetic(rng, effect=0.0, ratio=G.RATIO_THRESHOLD, ap_gap=TOL, n_seeds=3)
-        v = G.claims(**{**kw, "ap_tolerance": 3 * TOL, "ap_margin": TOL}).set_index("key").verdict
+        v = G.judge(**{**kw, "ap_tolerance": 3 * TOL, "ap_margin": TOL}).set_index("key").verdict
         counts += (v[keys] == "reproduced").astype(int)
     assert (counts <= 20).all(), counts[counts > 20]
 
@@ -168,7 +168,7 @@ def test_hand_checked_pairing_and_selection():
     # OverSampling vs Vanilla on Adult: Vanilla − OverSampling = 0.01, 0.03, 0.05 at seeds 100..102
     for s, dv in zip((100, 101, 102), (0.01, 0.03, 0.05)):
         f.loc[adult & (f.method == "Vanilla") & (f.seed == s), "delta_eo"] = 0.1 - dv
-    out = G.claims(**kw).set_index("key")
+    out = G.judge(**kw).set_index("key")
     d = np.array([0.01, 0.03, 0.05])
     half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
     assert out.loc["gcm_os_adult", "estimate"] == pytest.approx(0.03)
@@ -178,10 +178,10 @@ def test_hand_checked_pairing_and_selection():
     f.loc[adult & (f.method == "GCM (T=2)") & (f.strength == 0.3), "val_delta_eo"] = 0.0
     f.loc[adult & (f.method == "GCM (T=2)") & (f.strength == 0.3), "delta_eo"] = [0.08, 0.07, 0.06]
     f.loc[adult & (f.method == "GCM (T=2)") & (f.strength == 0.3), "val_ap"] = 0.7  # below the floor
-    out = G.claims(**kw).set_index("key")
+    out = G.judge(**kw).set_index("key")
     assert "GCM (T=2) @ 0.3" not in out.loc["gcm_best_adult", "note"]
     f.loc[adult & (f.method == "GCM (T=2)") & (f.strength == 0.3), "val_ap"] = 0.75
-    out = G.claims(**kw).set_index("key")
+    out = G.judge(**kw).set_index("key")
     assert out.loc["gcm_best_adult", "note"].startswith("GCM (T=2) @ 0.3")
     # the best baseline by validation is Vanilla (all equal but Vanilla's test ΔEO was lowered above;
     # ties on validation go to the first method, Vanilla)
@@ -193,7 +193,7 @@ def test_hand_checked_pairing_and_selection():
 def test_no_setting_above_the_floor_gives_no_test():
     kw = synthetic(np.random.default_rng(6), effect=0.2)
     kw["direct_runs"]["val_ap"] = 0.5
-    row = G.claims(**kw).set_index("key").loc["gcm_vs_direct"]
+    row = G.judge(**kw).set_index("key").loc["gcm_vs_direct"]
     assert row.n == 0 and row.verdict == "inconclusive" and "AP floor" in row.note
 
 

@@ -1,4 +1,4 @@
-"""fairbook.gcm / fairbook.gcm_claims: the mechanism behind the chapter's headline measure.
+"""fairbook.gcm and fairbook.gcm.claims: the mechanism behind the chapter's headline measure.
 
 The norm-based disparity ``Disparity.log_norm`` by hand (per-cell autograd), its permuted-attribute
 null (no disparity for an attribute unrelated to the gradients, a clear one for a group with 3x
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from fairbook import gcm, gcm_claims, models, train
+from fairbook import gcm, models, train
 from fairbook.errors import ParameterError
 from test_gcm import _biased, _one_thread  # noqa: F401 -- the main GCM tests' data and one-thread fixture
 
@@ -134,9 +134,9 @@ def _tracked(scale, *, seed=0, n_batches=40, per_cell=16, n_perm=8):
         idx = _balanced_index(y, a, per_cell, rng)
         tracker(model, gcm.make_batch(model, X[idx], y[idx], a[idx]))
     h = tracker.history
-    true = gcm_claims.log_norm_median(h)
-    perm = np.array([gcm_claims.log_norm_median(h, f"_perm{j}") for j in range(n_perm)])
-    summary = gcm_claims.disparity_vs_null(h.assign(dataset="synthetic", training="none", seed=seed)).iloc[0]
+    true = gcm.claims.log_norm_median(h)
+    perm = np.array([gcm.claims.log_norm_median(h, f"_perm{j}") for j in range(n_perm)])
+    summary = gcm.claims.disparity_vs_null(h.assign(dataset="synthetic", training="none", seed=seed)).iloc[0]
     return h, true, perm, summary
 
 
@@ -245,7 +245,7 @@ def test_authors_parameters_leave_out_the_first_weight_only():
     names = [n for n, _ in m.named_parameters()]
     assert names[0] == "body.1.weight"
     assert gcm.authors_parameters(m) == names[1:]
-    adult = models.MLP(120, gcm.ADULT_WIDTHS, 1)
+    adult = models.MLP(120, gcm.experiment.ADULT_WIDTHS, 1)
     kept = set(gcm.authors_parameters(adult))
     total = sum(p.numel() for p in adult.parameters())
     assert total == 64601 and sum(p.numel() for n, p in adult.named_parameters() if n in kept) == 64601 - 24000
@@ -309,7 +309,7 @@ def test_final_disparity_is_the_disparity_of_its_seeded_balanced_batch(monkeypat
         seen.append(dict(gg.sizes))
         return gg
 
-    monkeypatch.setattr(gcm, "group_gradients", spy)
+    monkeypatch.setattr(gcm.disparity, "group_gradients", spy)  # the name final_disparity calls
     out = gcm.final_disparity(model, X, y, a, n_per_cell=10, seed=4)
     monkeypatch.undo()
     assert seen == [{(0, 0): 10, (0, 1): 3, (1, 0): 10, (1, 1): 10}]  # capped, fewer for the small cell
@@ -358,20 +358,20 @@ def test_fit_method_keeps_the_epoch_of_highest_validation_eop():
     assert epoch == eop_epoch
     assert all(torch.equal(state[k], states[eop_epoch][k]) for k in state)
     before = {k: v.clone() for k, v in res.model.state_dict().items()}
-    got = gcm.eop_at_own_epoch(res, Xv, yv, av)
+    got = gcm.experiment.eop_at_own_epoch(res, Xv, yv, av)
     # eop_at_own_epoch leaves the returned (ΔEO-selected) model alone
     assert all(torch.equal(before[k], v) for k, v in res.model.state_dict().items())
     other = models.MLP(4, (8,), 1)
     other.load_state_dict(states[eop_epoch])
-    assert got == gcm.evaluate(other, Xv, yv, av)["eop_folded"]
+    assert got == gcm.model_report(other, Xv, yv, av)["eop_folded"]
     assert got == pytest.approx(h["val_eop_folded"].max(), rel=1e-6)  # on val: the recorded maximum
-    assert got != pytest.approx(gcm.evaluate(res.model, Xv, yv, av)["eop_folded"], rel=1e-4)
+    assert got != pytest.approx(gcm.model_report(res.model, Xv, yv, av)["eop_folded"], rel=1e-4)
 
 
 def test_fit_method_without_val_keeps_no_eop_epoch():
     res, _, (Xv, yv, av) = _fit_with_val(val=False)
     assert "eop" not in res.other_best and "val_eop_folded" not in res.history
-    assert gcm.eop_at_own_epoch(res, Xv, yv, av) == gcm.evaluate(res.model, Xv, yv, av)["eop_folded"]
+    assert gcm.experiment.eop_at_own_epoch(res, Xv, yv, av) == gcm.model_report(res.model, Xv, yv, av)["eop_folded"]
 
 
 # --- 8. check_parameters: equal search budgets --------------------------------------------------------------------
@@ -382,10 +382,10 @@ GRIDS = {"temperatures": [0.0, 2.0], "gcm_lams": [0.1, 0.3, 1.0], "eor_lams": [0
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
 def test_check_parameters_accepts_the_profiles(profile):
-    from fairbook import chapters
+    from fairbook.book import chapters
 
     values = chapters.get("gcm").values(profile)
-    gcm.check_parameters(values)
+    gcm.chapter.check_parameters(values)
     n = len(values["gcm_lams"])
     assert len(values["eor_lams"]) == len(values["adv_alphas"]) == n
     assert sum(v > 0 for v in values["iga_lams"]) == sum(v > 0 for v in values["direct_lams"]) == n
@@ -401,16 +401,16 @@ def test_check_parameters_accepts_the_profiles(profile):
     ("image_eor_lams", [0.1, 0.3, 1.0]),
 ])
 def test_check_parameters_rejects_unequal_search_budgets(name, value):
-    gcm.check_parameters(GRIDS)
+    gcm.chapter.check_parameters(GRIDS)
     with pytest.raises(ParameterError, match=f"parameter '{name}'"):
-        gcm.check_parameters({**GRIDS, name: value})
+        gcm.chapter.check_parameters({**GRIDS, name: value})
 
 
 def test_check_parameters_counts_only_positive_lambdas():
     ok = {**GRIDS, "iga_lams": [0.0, 0.0, 1.0, 2.0, 3.0], "direct_lams": [0.5, 0.6, 0.7]}
-    gcm.check_parameters(ok)
+    gcm.chapter.check_parameters(ok)
     # image grids are judged against image_gcm_lams, not the tabular grids
-    gcm.check_parameters({**GRIDS, "image_gcm_lams": [1.0], "image_eor_lams": [1.0], "image_adv_alphas": [1.0]})
+    gcm.chapter.check_parameters({**GRIDS, "image_gcm_lams": [1.0], "image_eor_lams": [1.0], "image_adv_alphas": [1.0]})
 
 
 # --- 9. claims on lognorm ------------------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_disparity_vs_null_lognorm_excess_by_hand():
     rng = np.random.default_rng(0)
     other = [(0.05, 0.4), (0.1, -0.2), (-0.2, 0.3), (0.0, 0.0)]
     traces = pd.concat([_trace(1, HAND_MEDIANS, rng), _trace(2, other, rng)], ignore_index=True)
-    out = gcm_claims.disparity_vs_null(traces).set_index("seed")
+    out = gcm.claims.disparity_vs_null(traces).set_index("seed")
     r = out.loc[1]
     assert r["median log-norm (Y=0)"] == pytest.approx(0.6) and r["median log-norm (Y=1)"] == pytest.approx(-0.2)
     # by hand: statistics 0.6 (true), 0.2, 0.2, 0.6 (permuted)
@@ -455,7 +455,7 @@ def test_disparity_vs_null_lognorm_excess_by_hand():
     assert r.n_perm == 3 and r.undefined_fraction == pytest.approx(3 * 6 / (2 * 50 * 6))
     for seed, med in ((1, HAND_MEDIANS), (2, other)):
         s = _loo_statistic(med)
-        assert gcm_claims.disparity_statistic(np.array(med)) == pytest.approx(s)
+        assert gcm.claims.disparity_statistic(np.array(med)) == pytest.approx(s)
         assert out.loc[seed, "lognorm_excess"] == pytest.approx(s[0] - s[1:].mean())
         assert out.loc[seed, "lognorm_statistic"] == pytest.approx(s[0])
 
@@ -479,7 +479,7 @@ def _fairness_runs(rng, seeds=(0, 1, 2, 3)):
 def test_disparity_fairness_is_the_per_seed_spearman():
     f = _fairness_runs(np.random.default_rng(1))
     adult = f[f.dataset == "adult"]
-    out = gcm_claims.disparity_fairness(adult).set_index("seed")
+    out = gcm.claims.disparity_fairness(adult).set_index("seed")
     assert list(out.index) == [0, 1, 2, 3]
     for s, g in adult.groupby("seed"):
         dis = [max(abs(v) for v in (r.lognorm_y0, r.lognorm_y1) if np.isfinite(v)) for r in g.itertuples()]
@@ -488,8 +488,8 @@ def test_disparity_fairness_is_the_per_seed_spearman():
     # a perfectly monotone seed gives ρ = 1, reversed ρ = -1
     mono = pd.DataFrame({"seed": 9, "lognorm_y0": [0.1, -0.5, 0.3, 0.9], "lognorm_y1": [0.0, 0.2, -0.1, 0.0],
                          "delta_eo": [0.01, 0.2, 0.05, 0.3]})
-    assert gcm_claims.disparity_fairness(mono).rho.iloc[0] == pytest.approx(1.0)
-    assert gcm_claims.disparity_fairness(mono.assign(delta_eo=-mono.delta_eo)).rho.iloc[0] == pytest.approx(-1.0)
+    assert gcm.claims.disparity_fairness(mono).rho.iloc[0] == pytest.approx(1.0)
+    assert gcm.claims.disparity_fairness(mono.assign(delta_eo=-mono.delta_eo)).rho.iloc[0] == pytest.approx(-1.0)
 
 
 def _claims_inputs(rng, fig4, disparity):
@@ -520,10 +520,10 @@ def test_claims_has_the_disparity_fairness_row_from_lognorm():
     fig4 = _fairness_runs(rng)
     meds = [HAND_MEDIANS, [(0.05, 0.4), (0.1, -0.2), (-0.2, 0.3), (0.0, 0.0)],
             [(0.9, 0.0), (0.1, 0.1), (0.0, -0.1), (-0.1, 0.0)], [(0.2, 0.2), (0.1, 0.0), (0.0, 0.3), (0.3, 0.1)]]
-    disparity = gcm_claims.disparity_vs_null(
+    disparity = gcm.claims.disparity_vs_null(
         pd.concat([_trace(s, m, rng) for s, m in zip((0, 1, 2, 3), meds)], ignore_index=True))
-    out = gcm_claims.claims(**_claims_inputs(rng, fig4, disparity)).set_index("key")
-    rhos = gcm_claims.disparity_fairness(fig4[fig4.dataset == "adult"]).rho.to_numpy()
+    out = gcm.claims.judge(**_claims_inputs(rng, fig4, disparity)).set_index("key")
+    rhos = gcm.claims.disparity_fairness(fig4[fig4.dataset == "adult"]).rho.to_numpy()
     assert np.isfinite(rhos).all() and len(rhos) == 4
     row = out.loc["gcm_disparity_fairness"]
     assert row.n == 4 and row.estimate == pytest.approx(rhos.mean())
@@ -538,16 +538,16 @@ def test_claims_has_the_disparity_fairness_row_from_lognorm():
     ex = [(lambda s: s[0] - s[1:].mean())(_loo_statistic(m)) for m in meds]
     assert out.loc["gcm_fig2_disparity", "estimate"] == pytest.approx(np.mean(ex))
     # without lognorm columns in fig4_runs there is no such row
-    out2 = gcm_claims.claims(**_claims_inputs(rng, fig4.drop(columns=["lognorm_y0", "lognorm_y1"]), disparity))
+    out2 = gcm.claims.judge(**_claims_inputs(rng, fig4.drop(columns=["lognorm_y0", "lognorm_y1"]), disparity))
     assert "gcm_disparity_fairness" not in set(out2.key)
 
 
 def test_scale_check_is_vanilla_and_oversampling_per_seed():
     X, y, a = _biased(n=200, d=4, seed=3)
     kw = dict(batch_size=40, epochs=1, steps_per_epoch=3, optim=train.Optim("adam", lr=0.01))
-    out = gcm.scale_check(X, y, a, (X, y, a), [5, 6], widths=(4,), **kw)
+    out = gcm.experiment.scale_check(X, y, a, (X, y, a), [5, 6], widths=(4,), **kw)
     assert list(zip(out.seed, out.method)) == [(5, "vanilla"), (5, "oversampling"), (6, "vanilla"), (6, "oversampling")]
     ref = gcm.fit_method("oversampling", train.seeded(lambda: models.MLP(4, (4,), 1), 6), X, y, a, seed=6, **kw)
-    r = gcm.evaluate(ref.model, X, y, a)
+    r = gcm.model_report(ref.model, X, y, a)
     row = out[(out.seed == 6) & (out.method == "oversampling")].iloc[0]
     assert row["delta_eo"] == pytest.approx(r["delta_eo"]) and row["ap"] == pytest.approx(r["ap"])

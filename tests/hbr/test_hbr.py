@@ -7,7 +7,7 @@ import torch
 from aum import AUMCalculator
 from scipy import stats as sps
 
-from fairbook import hbr, metrics, models, stats, train
+from fairbook import hbr, metrics, models, train
 
 
 # --- tiny data -----------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def _images(n, n_classes=3, seed=0):
 
 def _bias_frame(seed, n_i=2, n_j=3):
     rng = np.random.default_rng(seed)
-    rows = [{"i": i, "j": j, "score": s, **{m: rng.uniform() for m in hbr.BIAS_METRICS + ("avg",)}}
+    rows = [{"i": i, "j": j, "score": s, **{m: rng.uniform() for m in hbr.experiment.BIAS_METRICS + ("avg",)}}
             for i in range(n_i) for j in range(n_j) for s in ("recall", "precision")]
     return pd.DataFrame(rows)
 
@@ -317,12 +317,12 @@ def test_resample_pool_draws_from_candidates(seed):
 def test_ttest_table_matches_scipy():
     base, res = _bias_frame(0), _bias_frame(1)
     base.loc[(base.i == 1) & (base.j == 2) & (base.score == "precision"), "delta_m"] = np.nan
-    out = hbr.ttest_table(base, res.sample(frac=1, random_state=0))  # pairing by key, not by position
+    out = hbr.experiment.ttest_table(base, res.sample(frac=1, random_state=0))  # pairing by key, not by position
     assert len(out) == 2 * 6
     for score in ("recall", "precision"):
         b = base[base.score == score].sort_values(["i", "j"])
         r = res[res.score == score].sort_values(["i", "j"])
-        for m in hbr.BIAS_METRICS + ("avg",):
+        for m in hbr.experiment.BIAS_METRICS + ("avg",):
             x, z = b[m].to_numpy(), r[m].to_numpy()
             ok = ~np.isnan(x)
             ref = (sps.ttest_rel(x[ok], z[ok]) if m != "avg"  # two-sided, as the authors' code
@@ -337,45 +337,45 @@ def test_ttest_table_matches_scipy():
 def test_ttest_table_mismatched_pairs_raise():
     base, res = _bias_frame(0), _bias_frame(1)
     with pytest.raises(ValueError, match="one to one"):
-        hbr.ttest_table(base, res.iloc[1:])
+        hbr.experiment.ttest_table(base, res.iloc[1:])
     res.loc[0, "j"] = 7
     with pytest.raises(ValueError, match="one to one"):
-        hbr.ttest_table(base, res)
+        hbr.experiment.ttest_table(base, res)
 
 
 def test_prune_per_class():
     y = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], [10, 20, 30]))
-    kept, held = hbr.prune_per_class(y, 0.3, seed=5)
+    kept, held = hbr.experiment.prune_per_class(y, 0.3, seed=5)
     assert np.bincount(y[kept]).tolist() == [7, 14, 21]
     assert np.bincount(y[held]).tolist() == [3, 6, 9]
     assert sorted(np.concatenate([kept, held])) == list(range(60))
-    k2, _ = hbr.prune_per_class(y, 0.3, seed=5)
-    k3, _ = hbr.prune_per_class(y, 0.3, seed=6)
+    k2, _ = hbr.experiment.prune_per_class(y, 0.3, seed=5)
+    k3, _ = hbr.experiment.prune_per_class(y, 0.3, seed=6)
     np.testing.assert_array_equal(kept, k2)
     assert not np.array_equal(kept, k3)
-    assert len(hbr.prune_per_class(y, 0.0, seed=0)[0]) == 60
+    assert len(hbr.experiment.prune_per_class(y, 0.0, seed=0)[0]) == 60
     # rounded, not truncated: .58 x [5, 7, 9] = [2.9, 4.06, 5.22] -> [3, 4, 5]
     small = np.repeat([0, 1, 2], [5, 7, 9])
-    assert np.bincount(small[hbr.prune_per_class(small, 0.42, seed=0)[0]]).tolist() == [3, 4, 5]
+    assert np.bincount(small[hbr.experiment.prune_per_class(small, 0.42, seed=0)[0]]).tolist() == [3, 4, 5]
     for rate in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="pruning rate"):
-            hbr.prune_per_class(y, rate, seed=0)
+            hbr.experiment.prune_per_class(y, rate, seed=0)
 
 
-def test_recipe_fit_and_evaluate_pairs():
-    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=32, device="cpu")
+def test_recipe_fit_and_pair_scores():
+    recipe = hbr.experiment.Recipe(widths=(8,), epochs=2, batch_size=32, device="cpu")
     data = [_images(198, seed=0), _images(198, seed=1)]
     test = _images(60, seed=2)
     easy, hard = np.array([0]), np.array([2])
     calls = []
-    out = hbr.evaluate_pairs(recipe, data, test, n_models=2, n_classes=3, easy=easy, hard=hard, k=1,
-                             label="base", progress=lambda: calls.append(1))
+    out = hbr.experiment.pair_scores(recipe, data, test, n_models=2, n_classes=3, easy=easy, hard=hard, k=1,
+                                     label="base", progress=lambda: calls.append(1))
     assert len(out) == 8 and len(calls) == 4
     assert sorted(out.score.unique()) == ["precision", "recall"]
     for row in out.itertuples():
-        assert row.model_seed == stats.hbr_model_seed(row.i, row.j) and row.setting == "base"
-    # the row of (i=1, j=1) is the model trained on data[1] with seed hbr_model_seed(1, 1)
-    model = recipe.fit(*data[1], seed=stats.hbr_model_seed(1, 1), n_classes=3)
+        assert row.model_seed == hbr.design.model_seed(row.i, row.j) and row.setting == "base"
+    # the row of (i=1, j=1) is the model trained on data[1] with seed hbr.design.model_seed(1, 1)
+    model = recipe.fit(*data[1], seed=hbr.design.model_seed(1, 1), n_classes=3)
     pred = train.predict(train.logits_of(model, test[0])).numpy()
     rec = metrics.per_class_recall(test[1], pred, 3)
     row = out[(out.i == 1) & (out.j == 1) & (out.score == "recall")].iloc[0]
@@ -384,13 +384,13 @@ def test_recipe_fit_and_evaluate_pairs():
     assert row.delta_he == pytest.approx(rec[0] - rec[2]) and row.avg == pytest.approx(rec.mean())
     # pairs line up with ttest_table
     noise = np.random.default_rng(0).normal(0.01, 0.01, len(out))
-    assert len(hbr.ttest_table(out, out.assign(delta_m=out.delta_m - noise))) == 12
+    assert len(hbr.experiment.ttest_table(out, out.assign(delta_m=out.delta_m - noise))) == 12
 
 
 def test_train_ensemble_averages_aum():
-    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=32, device="cpu")
+    recipe = hbr.experiment.Recipe(widths=(8,), epochs=2, batch_size=32, device="cpu")
     X, y = _images(60)
-    ens = hbr.train_ensemble(recipe, X, y, seeds=[0, 1], n_classes=3)
+    ens = hbr.experiment.train_ensemble(recipe, X, y, seeds=[0, 1], n_classes=3)
     assert len(ens.models) == 2 and ens.aum_per_model.shape == (2, 60)
     assert np.isfinite(ens.aum).all() and not np.allclose(ens.aum_per_model[0], ens.aum_per_model[1])
     np.testing.assert_allclose(ens.aum, ens.aum_per_model.mean(0))
@@ -402,39 +402,39 @@ def test_train_ensemble_averages_aum():
 
 
 def test_pair_logits_equal_the_pairs_fitted_one_by_one():
-    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=16, device="cpu", milestones=(1,))
+    recipe = hbr.experiment.Recipe(widths=(8,), epochs=2, batch_size=16, device="cpu", milestones=(1,))
     sets = [_images(50, seed=1), _images(41, seed=2)]
     test_X = _images(20, seed=3)[0]
-    got = hbr.pair_logits(recipe, sets, test_X, n_models=2, n_classes=3)
+    got = hbr.experiment.pair_logits(recipe, sets, test_X, n_models=2, n_classes=3)
     for (i, j), logits in got.items():
-        ref = recipe.fit(*sets[i], stats.hbr_model_seed(i, j), 3)
+        ref = recipe.fit(*sets[i], hbr.design.model_seed(i, j), 3)
         torch.testing.assert_close(logits, train.logits_of(ref, test_X), atol=1e-5, rtol=1e-4)
 
 
 # --- chapter plumbing ----------------------------------------------------------------------------------
 def test_per_class_subset_is_balanced_and_seeded():
     y = np.repeat(np.arange(3), [10, 12, 7])
-    idx = hbr.per_class_subset(y, 5, seed=1)
+    idx = hbr.experiment.per_class_subset(y, 5, seed=1)
     assert np.bincount(y[idx]).tolist() == [5, 5, 5] and len(set(idx)) == 15
-    assert np.array_equal(idx, hbr.per_class_subset(y, 5, seed=1))
-    assert not np.array_equal(idx, hbr.per_class_subset(y, 5, seed=2))
-    assert len(hbr.per_class_subset(y, 0, 0)) == len(y)
+    assert np.array_equal(idx, hbr.experiment.per_class_subset(y, 5, seed=1))
+    assert not np.array_equal(idx, hbr.experiment.per_class_subset(y, 5, seed=2))
+    assert len(hbr.experiment.per_class_subset(y, 0, 0)) == len(y)
     with pytest.raises(ValueError, match="class 2 has 7 samples"):
-        hbr.per_class_subset(y, 8, 0)
+        hbr.experiment.per_class_subset(y, 8, 0)
 
 
 def test_holdout_shortfall_and_plan_table():
     # AUM [1, 2, 4], 100 per class, pruning 50%: kept 50 each, b = ceil(150 * [4/7, 2/7, 1/7]) = [86, 43, 22]
-    assert hbr.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.5) == (86 - 50) - 50
+    assert hbr.experiment.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.5) == (86 - 50) - 50
     kept = 20
     b = hbr.resampling_counts([1.0, 2.0, 4.0], np.full(3, kept))
-    assert hbr.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.8) == (b - kept).max() - 80
-    plan = hbr.plan_table([10, 10, 10], [14, 9, 7])
+    assert hbr.experiment.holdout_shortfall([1.0, 2.0, 4.0], 100, 0.8) == (b - kept).max() - 80
+    plan = hbr.experiment.plan_table([10, 10, 10], [14, 9, 7])
     assert plan[["removed", "added"]].values.tolist() == [[0, 4], [1, 0], [3, 0]]
 
 
 def _values(**kw):
-    from fairbook import chapters
+    from fairbook.book import chapters
 
     return {**chapters.get("hbr").values("default"), **kw}
 
@@ -442,7 +442,7 @@ def _values(**kw):
 def test_check_parameters_rejects_impossible_combinations(tmp_path):
     from fairbook.errors import ParameterError
 
-    hbr.check_parameters(_values())
+    hbr.chapter.check_parameters(_values())
     for kw, msg in [({"model": "resnet18"}, "'model'.*cifar10"),
                     ({"milestones": [50]}, "'milestones'.*within the 16 epochs"),
                     ({"cs1_strategies": ["random", "random"]}, "'cs1_strategies'.*repeat"),
@@ -450,22 +450,22 @@ def test_check_parameters_rejects_impossible_combinations(tmp_path):
                     ({"cs1_strategies": ["hEDM"]}, "'cs1_strategies'.*case study 2"),
                     ({"pool": str(tmp_path / "missing.npz")}, "'pool'.*EDM")]:
         with pytest.raises(ParameterError, match=msg):
-            hbr.check_parameters(_values(**kw))
+            hbr.chapter.check_parameters(_values(**kw))
     # a pool that is never used needs no file
-    hbr.check_parameters(_values(pool=str(tmp_path / "missing.npz"), cs2_strategies=["random"]))
+    hbr.chapter.check_parameters(_values(pool=str(tmp_path / "missing.npz"), cs2_strategies=["random"]))
 
 
 def test_edm_pool_is_found_under_the_data_root_and_fingerprinted(tmp_path, monkeypatch):
-    from fairbook import runner
+    from fairbook.book import runner
 
     (tmp_path / "edm").mkdir()
     np.savez(tmp_path / "edm" / "c10.npz", image=np.zeros((2, 4, 4, 3), np.uint8), label=np.arange(2))
-    assert hbr.resolve_pool("edm/c10.npz", str(tmp_path)) == (tmp_path / "edm" / "c10.npz").resolve()
-    assert hbr.resolve_pool("edm/c10.npz") is None
+    assert hbr.experiment.resolve_pool("edm/c10.npz", str(tmp_path)) == (tmp_path / "edm" / "c10.npz").resolve()
+    assert hbr.experiment.resolve_pool("edm/c10.npz") is None
     monkeypatch.setenv("FAIRBOOK_DATA", str(tmp_path))
-    assert hbr.resolve_pool("edm/c10.npz") is not None
+    assert hbr.experiment.resolve_pool("edm/c10.npz") is not None
     v = _values(pool="edm/c10.npz")
-    hbr.check_parameters(v)
+    hbr.chapter.check_parameters(v)
     fp = runner.data_fingerprint("hbr", v)
     assert set(fp) == {"fashion-mnist", "pool"}
     np.savez(tmp_path / "edm" / "c10.npz", image=np.ones((2, 4, 4, 3), np.uint8), label=np.arange(2))
@@ -476,22 +476,22 @@ def test_edm_pool_is_found_under_the_data_root_and_fingerprinted(tmp_path, monke
 def test_case_studies_pair_base_and_resampled_models():
     X, y = _images(240, n_classes=3, seed=3)
     test = _images(90, n_classes=3, seed=4)
-    recipe = hbr.Recipe(widths=(8,), epochs=2, batch_size=32)
+    recipe = hbr.experiment.Recipe(widths=(8,), epochs=2, batch_size=32)
     aum = np.random.default_rng(0).normal(1.0, 0.3, len(y))
     class_aum = np.array([1.0, 1.5, 2.5])
-    cs1 = hbr.case_study_1(recipe, X, y, aum, class_aum, test, [0.5], ["random", "holdout"], 2, 1, 3, 1)
+    cs1 = hbr.experiment.case_study_1(recipe, X, y, aum, class_aum, test, [0.5], ["random", "holdout"], 2, 1, 3, 1)
     # base models trained once per rate and shared by both strategies; pairs (i, j) = (0,0), (1,0)
     assert sorted(cs1.scores.strategy.unique()) == ["holdout", "none", "random"]
     assert (cs1.scores.groupby("strategy").size() == 4).all()  # 2 pairs x (recall, precision)
-    assert set(cs1.tests.metric) == set(hbr.BIAS_METRICS) | {"avg"} and (cs1.tests.n == 2).all()
+    assert set(cs1.tests.metric) == set(hbr.experiment.BIAS_METRICS) | {"avg"} and (cs1.tests.n == 2).all()
     plan = cs1.plan[cs1.plan.strategy == "holdout"]
     assert plan.a.tolist() == [40, 40, 40] and plan.b.tolist() == hbr.resampling_counts(class_aum, 40).tolist()
     pool = hbr.Pool(*_images(300, 3, seed=5), confidence=np.linspace(0, 1, 300),
                     real_confidence=np.array([0.5, 0.5, 0.5]))
-    cs2 = hbr.case_study_2(recipe, X, y, aum, class_aum, test, [1.0], ["smote", "hEDM"], 2, 1, 3, 1, pool)
+    cs2 = hbr.experiment.case_study_2(recipe, X, y, aum, class_aum, test, [1.0], ["smote", "hEDM"], 2, 1, 3, 1, pool)
     assert sorted(cs2.tests.strategy.unique()) == ["hEDM", "smote"]
     base = cs2.scores[cs2.scores.strategy == "none"]
-    assert base.model_seed.tolist() == [stats.hbr_model_seed(i, 0) for i in (0, 0, 1, 1)]
+    assert base.model_seed.tolist() == [hbr.design.model_seed(i, 0) for i in (0, 0, 1, 1)]
 
 
 def test_generated_pool_trains_once_and_samples_the_asked_classes(tmp_path, monkeypatch):
@@ -499,11 +499,11 @@ def test_generated_pool_trains_once_and_samples_the_asked_classes(tmp_path, monk
     X, y = _images(24, n_classes=3)
     X = (X - X.min()) / (X.max() - X.min())
     logs = []
-    imgs, labels = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2, guidance=1.0,
-                                      log=logs.append)
+    imgs, labels = hbr.experiment.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2,
+                                                 guidance=1.0, log=logs.append)
     assert imgs.shape == (6, 4, 4, 1) and imgs.dtype == np.uint8 and labels.tolist() == [2, 2, 2, 0, 0, 0]
-    again = hbr.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2, guidance=1.0,
-                               log=logs.append)
+    again = hbr.experiment.generated_pool("toy", X, y, 3, [2, 0], 3, 0, ddpm_steps=2, sample_steps=2, guidance=1.0,
+                                          log=logs.append)
     assert np.array_equal(imgs, again[0]) and sum("cache hit" in m for m in logs) == 2
 
 
@@ -511,11 +511,11 @@ def test_metric_changes_cover_every_alpha():
     """Base models are shared by every α (same easy/hard split); each α still gets its own changes."""
     X, y = _images(240, n_classes=3, seed=3)
     test = _images(90, n_classes=3, seed=4)
-    recipe = hbr.Recipe(widths=(8,), epochs=1, batch_size=32)
+    recipe = hbr.experiment.Recipe(widths=(8,), epochs=1, batch_size=32)
     aum = np.random.default_rng(0).normal(1.0, 0.3, len(y))
-    cs2 = hbr.case_study_2(recipe, X, y, aum, np.array([1.0, 1.5, 2.5]), test, [1.0, 0.5], ["random"], 2, 1,
-                           3, 1)
-    ch = hbr.metric_changes(cs2)
+    cs2 = hbr.experiment.case_study_2(recipe, X, y, aum, np.array([1.0, 1.5, 2.5]), test, [1.0, 0.5], ["random"], 2, 1,
+                                      3, 1)
+    ch = hbr.analysis.metric_changes(cs2)
     assert sorted(ch.parameter.unique()) == [0.5, 1.0]
     sc = cs2.scores
     for alpha in (0.5, 1.0):

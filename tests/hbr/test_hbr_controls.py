@@ -3,7 +3,6 @@ the reweight / logit-adjust controls, the authors' rounding (against a transcrip
 strategy parsing, hcEDM, the mechanism tables (appendix E), AUM stability, and the claims helpers
 relative_reduction / alpha_trend. Every expected value is computed by hand or independently."""
 import copy
-import itertools
 import math
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from scipy import stats as sps
 
 from fairbook import claims as C
-from fairbook import hbr, hbr_claims, metrics, stats, train
+from fairbook import hbr, train
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -159,19 +158,19 @@ def test_holdout_shortfall_predicts_holdout_failure():
         y = np.repeat(np.arange(n_classes), n)
         X = np.arange(len(y), dtype=float).reshape(-1, 1)
         aum = rng.normal(size=len(y))
-        kept, held = hbr.prune_per_class(y, rate, seed=trial, n_classes=n_classes)
+        kept, held = hbr.experiment.prune_per_class(y, rate, seed=trial, n_classes=n_classes)
         a = np.bincount(y[kept], minlength=n_classes)
         try:
             counts = hbr.resampling_counts(class_aum, a, 1.0, f, rounding)
         except ValueError:  # no allocation at all: the shortfall cannot be computed either
             with pytest.raises(ValueError):
-                hbr.holdout_shortfall(class_aum, n, rate, f, 0, rounding)
+                hbr.experiment.holdout_shortfall(class_aum, n, rate, f, 0, rounding)
             continue
-        s0 = hbr.holdout_shortfall(class_aum, n, rate, f, 0, rounding)
+        s0 = hbr.experiment.holdout_shortfall(class_aum, n, rate, f, 0, rounding)
         # the shortfall as defined: the largest need minus the pool of one class
         assert s0 == int((counts - a).max() - (n - a[0]))
         for reserve in sorted({0, max(0, s0 - 1), max(0, s0), s0 + 1 if s0 >= 0 else 0, int(rng.integers(0, 8))}):
-            short = hbr.holdout_shortfall(class_aum, n, rate, f, reserve, rounding)
+            short = hbr.experiment.holdout_shortfall(class_aum, n, rate, f, reserve, rounding)
             assert short == s0 - reserve
             r_X = (10_000 + np.arange(n_classes * reserve, dtype=float)).reshape(-1, 1)
             pool = hbr.Pool(np.concatenate([X[held], r_X]),
@@ -231,8 +230,8 @@ def test_case_study_1_pairs_every_variant_on_the_pruned_subset(restore_torch_rng
     strategies = ["random", "holdout", "under-only", "over-only-holdout", "reweight", "logit-adjust"]
     n_d, n_m = 2, 2
     recipe, ticks = FakeRecipe(), []
-    study = hbr.case_study_1(recipe, X, y, aum, class_aum, test, rates, strategies, n_d, n_m, n_classes, 1,
-                             reserve=reserve, progress=lambda: ticks.append(1))
+    study = hbr.experiment.case_study_1(recipe, X, y, aum, class_aum, test, rates, strategies, n_d, n_m, n_classes, 1,
+                                        reserve=reserve, progress=lambda: ticks.append(1))
     trained = [s for s in strategies if s != "logit-adjust"]
     # logit-adjust trains no model: base models once per rate plus one set per other strategy
     assert len(recipe.calls) == len(rates) * n_d * n_m * (1 + len(trained)) == len(ticks)
@@ -240,7 +239,7 @@ def test_case_study_1_pairs_every_variant_on_the_pruned_subset(restore_torch_rng
     reserve_ids = set(_ids(reserve[0]).tolist())
     calls = iter(recipe.calls)
     for rate in rates:
-        parts = [hbr.prune_per_class(y, rate, stats.hbr_prune_seed(i), n_classes) for i in range(n_d)]
+        parts = [hbr.experiment.prune_per_class(y, rate, hbr.design.prune_seed(i), n_classes) for i in range(n_d)]
         a = np.bincount(y[parts[0][0]], minlength=n_classes)
         counts = hbr.resampling_counts(class_aum, a, 1.0)
         # hand: kept 15 (rate .25) / 10 (rate .5) per class; 45 · [.4839, .3226, .1935] -> [22, 15, 9]
@@ -255,7 +254,7 @@ def test_case_study_1_pairs_every_variant_on_the_pruned_subset(restore_torch_rng
                     removed |= set(idx[np.argsort(-aum[idx])][:max(0, a[c] - counts[c])].tolist())
                 for j in range(n_m):
                     call = next(calls)
-                    assert call["seed"] == stats.hbr_model_seed(i, j)
+                    assert call["seed"] == hbr.design.model_seed(i, j)
                     ids = _ids(call["X"])
                     real = ids[ids < len(y)]
                     np.testing.assert_array_equal(call["y"][ids < len(y)], y[real])
@@ -328,8 +327,8 @@ def test_score_logits_offset_flips_a_prediction():
     z = {(0, 0): torch.tensor([[0.0, 0.5], [0.0, 2.0]])}
     y = np.array([0, 1])
     off = hbr.logit_offsets([100, 100], [150, 50])  # (0.405, −0.693): (0.405, −0.193) and (0.405, 1.307)
-    plain, cm_plain = hbr.score_logits(z, y, 2, [1], [0], 1, "base")
-    shifted, cm_shift = hbr.score_logits(z, y, 2, [1], [0], 1, "logit-adjust", off)
+    plain, cm_plain = hbr.experiment.score_logits(z, y, 2, [1], [0], 1, "base")
+    shifted, cm_shift = hbr.experiment.score_logits(z, y, 2, [1], [0], 1, "logit-adjust", off)
     rec_p = plain[plain.score == "recall"].iloc[0]
     rec_s = shifted[shifted.score == "recall"].iloc[0]
     assert (rec_p.c0, rec_p.c1) == (0.0, 1.0) and (rec_s.c0, rec_s.c1) == (1.0, 1.0)
@@ -529,17 +528,17 @@ def test_holdout_reserve_is_outside_d():
     """holdout_reserve: n per class, none of them in D, no repeats, seeded; too few left outside D raises."""
     y_full = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], [10, 12, 8]))
     taken = np.concatenate([np.flatnonzero(y_full == c)[:k] for c, k in ((0, 5), (1, 5), (2, 6))])
-    r = hbr.holdout_reserve(y_full, taken, 2, seed=0)
+    r = hbr.experiment.holdout_reserve(y_full, taken, 2, seed=0)
     assert len(r) == 6 and len(set(r.tolist())) == 6 and not set(r.tolist()) & set(taken.tolist())
     assert np.bincount(y_full[r]).tolist() == [2, 2, 2]
-    np.testing.assert_array_equal(r, hbr.holdout_reserve(y_full, taken, 2, seed=0))
-    assert any(not np.array_equal(r, hbr.holdout_reserve(y_full, taken, 2, seed=s)) for s in range(1, 5))
-    assert hbr.holdout_reserve(y_full, taken, 0, seed=0).size == 0
+    np.testing.assert_array_equal(r, hbr.experiment.holdout_reserve(y_full, taken, 2, seed=0))
+    assert any(not np.array_equal(r, hbr.experiment.holdout_reserve(y_full, taken, 2, seed=s)) for s in range(1, 5))
+    assert hbr.experiment.holdout_reserve(y_full, taken, 0, seed=0).size == 0
     with pytest.raises(ValueError, match="class 2 has 2 training samples outside D, fewer than the holdout "
                                          "reserve of 3"):
-        hbr.holdout_reserve(y_full, taken, 3, seed=0)
+        hbr.experiment.holdout_reserve(y_full, taken, 3, seed=0)
     with pytest.raises(ValueError, match="class 3 has 0"):
-        hbr.holdout_reserve(y_full, taken, 1, seed=0, n_classes=4)
+        hbr.experiment.holdout_reserve(y_full, taken, 1, seed=0, n_classes=4)
 
 
 def test_check_pool_names_strategy_and_alpha():
@@ -549,14 +548,14 @@ def test_check_pool_names_strategy_and_alpha():
     pool = hbr.Pool(np.arange(1000, 1005, dtype=float).reshape(-1, 1), np.full(5, 2),
                     np.array([0.1, 0.2, 0.3, 0.4, 0.5]), correct=np.array([True, False, False, True, False]))
     by_alpha = {1.0: np.array([6, 6, 6]), 2.0: np.array([3, 6, 9])}
-    hbr.check_pool(pool, X, y, aum, by_alpha, ["random", "hEDM", "smote"], 3)
+    hbr.experiment.check_pool(pool, X, y, aum, by_alpha, ["random", "hEDM", "smote"], 3)
     with pytest.raises(ValueError, match=r"'hcEDM' cannot run at α = 2[:;].*class 2 needs 3 extra samples but "
                                          r"the hcEDM pool has 2"):
-        hbr.check_pool(pool, X, y, aum, by_alpha, ["random", "hEDM", "hcEDM"], 3)
+        hbr.experiment.check_pool(pool, X, y, aum, by_alpha, ["random", "hEDM", "hcEDM"], 3)
     with pytest.raises(ValueError, match=r"'over-only-hcEDM' cannot run at α = 2"):
-        hbr.check_pool(pool, X, y, aum, by_alpha, ["over-only-hcEDM"], 3)
+        hbr.experiment.check_pool(pool, X, y, aum, by_alpha, ["over-only-hcEDM"], 3)
     ok = hbr.Pool(pool.X, pool.y, pool.confidence, correct=np.array([True, True, False, True, False]))
-    hbr.check_pool(ok, X, y, aum, by_alpha, ["hcEDM"], 3)
+    hbr.experiment.check_pool(ok, X, y, aum, by_alpha, ["hcEDM"], 3)
 
 
 def test_candidate_recognition_by_hand():
@@ -572,17 +571,17 @@ def test_candidate_recognition_by_hand():
     pool = hbr.Pool(np.zeros((19, 1)), py, conf, real_confidence=np.array([0.33, 0.62, 0.5]))
     a, counts = [10, 10, 10], [12, 14, 4]
     # hEDM: class 0 -> 4 least confident {0,1,2,3}: 2/4; class 1 -> 8 least {8..14, 7}: 6/8
-    assert hbr.candidate_recognition(pool, pred, a, counts, "hEDM") == pytest.approx((2 * 0.5 + 4 * 0.75) / 6)
-    assert hbr.candidate_recognition(pool, pred, a, counts, "over-only-hEDM") == pytest.approx(4 / 6)
+    assert hbr.analysis.candidate_recognition(pool, pred, a, counts, "hEDM") == pytest.approx((2 * 0.5 + 4 * 0.75) / 6)
+    assert hbr.analysis.candidate_recognition(pool, pred, a, counts, "over-only-hEDM") == pytest.approx(4 / 6)
     # rEDM: every image: class 0 4/6, class 1 6/10
-    assert hbr.candidate_recognition(pool, pred, a, counts, "rEDM") == pytest.approx((2 * 4 / 6 + 4 * 0.6) / 6)
+    assert hbr.analysis.candidate_recognition(pool, pred, a, counts, "rEDM") == pytest.approx((2 * 4 / 6 + 4 * 0.6) / 6)
     # aEDM: closest to .33 -> {2,3,1,4}: 2/4; closest to .62 -> all but positions 8, 9: 4/8
-    assert hbr.candidate_recognition(pool, pred, a, counts, "aEDM") == pytest.approx(0.5)
+    assert hbr.analysis.candidate_recognition(pool, pred, a, counts, "aEDM") == pytest.approx(0.5)
     # hcEDM draws from the recognised images only
     rec = hbr.Pool(pool.X, py, conf, correct=pred == py)
-    assert hbr.candidate_recognition(rec, pred, a, counts, "hcEDM") == pytest.approx(1.0)
-    assert math.isnan(hbr.candidate_recognition(pool, pred, a, counts, "random"))
-    assert math.isnan(hbr.candidate_recognition(pool, pred, a, counts, "holdout"))
+    assert hbr.analysis.candidate_recognition(rec, pred, a, counts, "hcEDM") == pytest.approx(1.0)
+    assert math.isnan(hbr.analysis.candidate_recognition(pool, pred, a, counts, "random"))
+    assert math.isnan(hbr.analysis.candidate_recognition(pool, pred, a, counts, "holdout"))
 
 
 def test_candidate_sets_per_class_by_hand():
@@ -592,13 +591,13 @@ def test_candidate_sets_per_class_by_hand():
     conf = np.linspace(0.05, 0.95, 19)
     pred = np.where(np.arange(19) % 2 == 0, py, (py + 1) % 3)
     pool = hbr.Pool(np.zeros((19, 1)), py, conf)
-    t = hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM")
+    t = hbr.analysis.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM")
     assert t["class"].tolist() == [0, 1] and t["need"].tolist() == [2, 4] and t["candidates"].tolist() == [4, 8]
     assert t["mean confidence"].tolist() == pytest.approx([conf[:4].mean(), conf[6:14].mean()])
     assert t["recognised as their class"].tolist() == pytest.approx([0.5, 0.5])
-    listed = hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM", classes=[0, 2])
+    listed = hbr.analysis.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "hEDM", classes=[0, 2])
     assert listed["need"].tolist() == [2, 1] and listed["candidates"].tolist() == [4, 2]
-    assert hbr.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "random").empty
+    assert hbr.analysis.candidate_sets(pool, pred, [10, 10, 10], [12, 14, 4], "random").empty
 
 
 def test_control_table_joins_the_gap_the_average_and_the_imbalance():
@@ -609,7 +608,7 @@ def test_control_table_joins_the_gap_the_average_and_the_imbalance():
                         "parameter": [0.5, 0.75], "mean": [-0.01, -0.02]})
     imb = pd.DataFrame({"level": [0.5, 0.75], "strategy": ["holdout"] * 2, "parameter": [0.5, 0.75],
                         "max_ratio": [2.0, 2.5], "moved": [10, 20]})
-    out = hbr.control_table(tests, avg, imb)
+    out = hbr.analysis.control_table(tests, avg, imb)
     assert out["Δhe reduction"].tolist() == [0.1, 0.2] and out["avg recall change"].tolist() == [-0.01, -0.02]
     assert out["moved"].tolist() == [10, 20] and "level" not in out
 
@@ -628,7 +627,7 @@ def _confusion_study():
         rows.append({"parameter": 0.5, "i": i, "j": 0, "strategy": strategy, "level": 0.5,
                      **{f"n_{t}_{q}": m[t][q] for t in range(3) for q in range(3)}})
     empty = pd.DataFrame()
-    return hbr.Study(empty, empty, empty, empty, pd.DataFrame(rows))
+    return hbr.experiment.Study(empty, empty, empty, empty, pd.DataFrame(rows))
 
 
 def test_prediction_changes_and_cluster_share_by_hand():
@@ -636,7 +635,7 @@ def test_prediction_changes_and_cluster_share_by_hand():
     (parameter, i, j, class); cluster_share: the part of the absolute change off the diagonal inside the
     cluster {1, 2}, and the base errors' part there (the null)."""
     study = _confusion_study()
-    pc = hbr.prediction_changes(study, "holdout", 3)
+    pc = hbr.analysis.prediction_changes(study, "holdout", 3)
     assert set(pc.columns) >= {"parameter", "i", "j", "class", "change", "count"} and len(pc) == 2 * 3 * 3
 
     def get(i, what):
@@ -647,16 +646,16 @@ def test_prediction_changes_and_cluster_share_by_hand():
     assert get(0, "TP") == [-1, 1, 2] and get(0, "FP") == [-1, -2, 1] and get(0, "FN") == [1, -1, -2]
     assert get(1, "TP") == [0, 0, 0] and get(1, "FP") == [0, 0, 0] and get(1, "FN") == [0, 0, 0]
 
-    cs = hbr.cluster_share(study, "holdout", [1, 2], 3).sort_values("i")
+    cs = hbr.analysis.cluster_share(study, "holdout", [1, 2], 3).sort_values("i")
     # |Δ| off the diagonal: (0,2)=1, (1,0)=1, (2,1)=2 -> 4, inside {1,2}: 2 -> .5; base errors 9, inside 2+3
     assert cs["share"].iloc[0] == pytest.approx(0.5) and cs["null"].iloc[0] == pytest.approx(5 / 9)
     assert math.isnan(cs["share"].iloc[1]) and cs["null"].iloc[1] == pytest.approx(3 / 5)  # no change: 0/0
-    bad = hbr.Study(*[pd.DataFrame()] * 4, study.confusion[~((study.confusion.strategy == "holdout")
-                                                             & (study.confusion.i == 1))])
+    bad = hbr.experiment.Study(*[pd.DataFrame()] * 4, study.confusion[~((study.confusion.strategy == "holdout")
+                                                                        & (study.confusion.i == 1))])
     with pytest.raises(ValueError, match="pair one to one"):
-        hbr.prediction_changes(bad, "holdout", 3)
+        hbr.analysis.prediction_changes(bad, "holdout", 3)
     with pytest.raises(ValueError, match="pair one to one"):
-        hbr.cluster_share(bad, "holdout", [1, 2], 3)
+        hbr.analysis.cluster_share(bad, "holdout", [1, 2], 3)
 
 
 def test_claims_mechanism_rows(monkeypatch):
@@ -664,10 +663,10 @@ def test_claims_mechanism_rows(monkeypatch):
     classes' TP + FP changes, nested over datasets; "cluster" is share − null over the defined datasets."""
     monkeypatch.setattr(C, "mde_t", lambda sd, n, alpha=C.ALPHA, power=C.POWER: math.inf)
     study = _confusion_study()
-    pc = hbr.prediction_changes(study, "holdout", 3)
-    cl = hbr.cluster_share(study, "holdout", [1, 2], 3)
-    out = hbr_claims.claims(None, None, np.full((1, 3), 0.8), np.full(3, 50), n_null=50, cs1_predictions=pc,
-                            hard=[1, 2], cs1_cluster=cl, cs2_candidates="CANDIDATES-NOTE").set_index("key")
+    pc = hbr.analysis.prediction_changes(study, "holdout", 3)
+    cl = hbr.analysis.cluster_share(study, "holdout", [1, 2], 3)
+    out = hbr.claims.judge(None, None, np.full((1, 3), 0.8), np.full(3, 50), n_null=50, cs1_predictions=pc,
+                           hard=[1, 2], cs1_cluster=cl, cs2_candidates="CANDIDATES-NOTE").set_index("key")
     assert list(out.index) == ["hbr_bias_exists", "hbr_cs1_predicted_more", "hbr_cs1_cluster"]
     # dataset 0: TP (1 + 2) + FP (−2 + 1) = 2; dataset 1: 0 -> mean 1 over 2 datasets
     row = out.loc["hbr_cs1_predicted_more"]
@@ -686,13 +685,13 @@ def test_aum_stability_identical_models_and_single_models():
     y = np.repeat(np.arange(4), 10)
     v = rng.uniform(0.5, 3.0, len(y)) + np.repeat([0.0, 0.5, 1.0, 1.5], 10)
     K, n_draws = 5, 9  # C(5, k) = 5, 10, 10, 5: rows 5, 9, 9, 5
-    out = hbr.aum_stability(np.tile(v, (K, 1)), y, 4, [10] * 4, n_draws=n_draws)
+    out = hbr.analysis.aum_stability(np.tile(v, (K, 1)), y, 4, [10] * 4, n_draws=n_draws)
     assert out.groupby("k").size().to_dict() == {k: min(math.comb(K, k), n_draws) for k in range(1, K)}
     assert (out.spearman_class_aum == 1.0).all()
     assert (out.max_abs_change == 0).all() and (out.total_abs_change == 0).all()
 
     per = np.stack([v + rng.normal(0, 0.6, len(y)) for _ in range(3)])
-    out = hbr.aum_stability(per, y, 4, [100] * 4, n_draws=10)
+    out = hbr.analysis.aum_stability(per, y, 4, [100] * 4, n_draws=10)
     assert out.groupby("k").size().to_dict() == {1: 3, 2: 3}
     full_h = hbr.class_hardness(per.mean(0), y, 4)
     full_b = hbr.resampling_counts(full_h, [100] * 4)
@@ -742,7 +741,7 @@ def test_relative_reduction_by_hand():
     best = max(ratio, key=ratio.get)
     assert best == 2.0
     d, b = _by_hand(sc, best)
-    row = hbr_claims.relative_reduction(_claim(), sc, "hEDM", n_boot=500, seed=3)
+    row = hbr.claims.relative_reduction(_claim(), sc, "hEDM", n_boot=500, seed=3)
     assert row["estimate"] == pytest.approx(ratio[best]) and row["n"] == 4
     ref_p = sps.ttest_1samp(d, 0).pvalue
     assert 0 < ref_p * 3 < 1
@@ -758,7 +757,7 @@ def test_relative_reduction_by_hand():
     ratio = {lv: _by_hand(sc, lv)[0].mean() / _by_hand(sc, lv)[1].mean() for lv in levels}
     best = max(ratio, key=ratio.get)
     ref_p = sps.ttest_1samp(_by_hand(sc, best)[0], 0).pvalue
-    row = hbr_claims.relative_reduction(_claim(), sc, "hEDM", n_boot=200)
+    row = hbr.claims.relative_reduction(_claim(), sc, "hEDM", n_boot=200)
     assert row["estimate"] == pytest.approx(ratio[best])
     assert ref_p * 3 > 1 and row["p"] == 1.0
 
@@ -773,10 +772,10 @@ def test_alpha_trend_slopes_are_polyfit_slopes():
     changes = pd.DataFrame(rows)
     per = changes.groupby(["i", "parameter"]).d.mean()
     slopes = np.array([np.polyfit(alphas, per.loc[i].reindex(alphas).to_numpy(), 1)[0] for i in range(5)])
-    row = hbr_claims.alpha_trend(_claim(), changes)
+    row = hbr.claims.alpha_trend(_claim(), changes)
     assert row["n"] == 5 and row["estimate"] == pytest.approx(slopes.mean())
     assert row["p"] == pytest.approx(sps.ttest_1samp(slopes, 0).pvalue)
     lo, hi = sps.t.interval(0.95, 4, loc=slopes.mean(), scale=sps.sem(slopes))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
-    one = hbr_claims.alpha_trend(_claim(), changes[changes.parameter == 1.0])
+    one = hbr.claims.alpha_trend(_claim(), changes[changes.parameter == 1.0])
     assert math.isnan(one["estimate"]) and "two values" in one["note"]
