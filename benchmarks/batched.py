@@ -39,7 +39,7 @@ def mime_sweep(epochs: int = 3):
     y = (X[:, :5].sum(1) + rng.normal(size=4000) > 0).astype(np.int64)
     sets = [(X[i * 200:i * 200 + 1800], y[i * 200:i * 200 + 1800]) for i in range(11)]
     val = (X[-400:], y[-400:])
-    kw = dict(epochs=epochs, val=val, select="acc", **mime.tabular_recipe())
+    kw = dict(val=val, select="acc", **mime.experiment.Recipe.tabular(epochs).fit_kwargs())
     make = lambda: train.seeded(lambda: models.MLP(101, (50, 50, 50), 2), 7)  # noqa: E731  one init per trial
     t_seq, ref = timed(lambda: [train.fit(make(), *sets[k], seed=7, **kw) for k in range(11)])
     t_bat, got = timed(lambda: fit_many([make() for _ in range(11)], sets, seeds=[7] * 11, **kw))

@@ -1,4 +1,4 @@
-"""MIME chapter's claims (issue 14): synthetic result tables whose truth is known."""
+"""MIME chapter's claims (fairbook.mime.claims, issue 14): synthetic result tables whose truth is known."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 
 from fairbook import claims as cl
-from fairbook.mime import (CURVE_SETTINGS, Group, claims, heldout_gains, max_gain, mime_curve,
-                           real_verdicts, signflip_null, theorem1, theorem3, theorem_checks)
+from fairbook.mime import (Group, heldout_gains, heldout_interior_vs_end, max_gain, mime_curve, signflip_null,
+                           theorem1, theorem3, theorem_checks)
+from fairbook.mime.claims import CURVE_SETTINGS, judge, real_verdicts
 
 MAJOR = Group.make(-1, 1, 0.6)
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -48,7 +49,7 @@ def verdicts(make, key, draws=200, seed=0, **kw):
     keys = (key,) if isinstance(key, str) else key
     out = {k: [] for k in keys}
     for i in range(draws):
-        table = claims(**make(np.random.default_rng([seed, i])), **kw).set_index("key")
+        table = judge(**make(np.random.default_rng([seed, i])), **kw).set_index("key")
         for k in keys:
             out[k].append(table.loc[k, "verdict"])
     counts = {k: pd.Series(v).value_counts().reindex(cl.VERDICTS, fill_value=0) for k, v in out.items()}
@@ -71,7 +72,7 @@ def test_push_effect_is_reproduced_and_flips_with_the_sign():
 def test_push_hand_computed():
     push = pd.DataFrame({"P_prev": [0.1] * 4, "P_plus": [0.15, 0.10, 0.10, 0.05],
                          "P_minus": [0.05, 0.05, 0.10, 0.05]})
-    row = claims(push=push, eta=0.05).iloc[0]
+    row = judge(push=push, eta=0.05).iloc[0]
     d = np.array([2.0, 1.0, 0.0, 0.0])  # (P+ − P−)/η
     assert row.key == "mime_push" and row.n == 4 and row.kind == "difference"
     assert row.estimate == pytest.approx(0.75)
@@ -101,13 +102,13 @@ def test_theorem_effect_both_sides_reproduced_one_side_against_contradicted():
 
 def test_theorem_hand_computed_and_no_prediction():
     t = theorem_table(None, adv=(0.03, 0.05), se=0.01, noise=False)
-    row = claims(theorems=t, pushes=777).iloc[0]
+    row = judge(theorems=t, pushes=777).iloc[0]
     assert row.estimate == pytest.approx(0.03) and row.n == 777
     assert row.p == pytest.approx(2 * stats.norm.sf(3.0))  # the larger of the two sides' p
     assert (row.ci_low, row.ci_high) == pytest.approx((0.03 - 1.959964 * 0.01, 0.03 + 1.959964 * 0.01))
     assert row.mde == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
     assert row.verdict == "reproduced"
-    none = claims(theorems=theorem_table(None, adv=(0.3, 0.3), predicts=False, noise=False)).iloc[0]
+    none = judge(theorems=theorem_table(None, adv=(0.3, 0.3), predicts=False, noise=False)).iloc[0]
     assert none.verdict == "inconclusive" and np.isnan(none.p) and "no prediction" in none.note
 
 
@@ -121,7 +122,7 @@ def test_theorem_checks_columns_and_sides():
     assert t["theorem predicts MIME"].tolist() == [True, True, False]
     np.testing.assert_allclose(t.worst, t[["adv_lower", "adv_upper"]].min(axis=1))
     assert (t.se_lower > 0).all()
-    table = claims(theorems=t, pushes=200_000)
+    table = judge(theorems=t, pushes=200_000)
     assert set(table.key) == {"mime_thm1", "mime_thm3"}  # rows without a claim key are shown only
     assert (table.verdict == "reproduced").all()
 
@@ -137,12 +138,12 @@ def test_heldout_gains_and_max_gain_hand_computed():
     np.testing.assert_allclose(gain, [2.0, -1.0, 5.0])
     # mean gains over all six trials: beta 0.5 -> .04, beta 1 -> (0 + .25 - .05 + .15 - .05 - .03)/6
     assert max_gain(curve) == pytest.approx(100 * 0.27 / 6)
-    row = claims(curves=curve.assign(setting="small gap"), flips=100).set_index("key").loc["mime_curve_smallgap"]
+    row = judge(curves=curve.assign(setting="small gap"), flips=100).set_index("key").loc["mime_curve_smallgap"]
     assert row.n == 3 and row.estimate == pytest.approx(2.0)
     assert row.p == pytest.approx(stats.ttest_1samp([2.0, -1.0, 5.0], 0).pvalue)
-    perm = claims(curves=curve.assign(setting="small gap"), flips=100).set_index("key").loc["mime_maxgain_smallgap"]
+    perm = judge(curves=curve.assign(setting="small gap"), flips=100).set_index("key").loc["mime_maxgain_smallgap"]
     assert perm.n == 6 and perm.kind == "permutation" and "100 draws" in perm.note
-    large = claims(curves=curve.assign(setting="large gap")).iloc[0]
+    large = judge(curves=curve.assign(setting="large gap")).iloc[0]
     assert large.key == "mime_curve_largegap" and large.estimate == pytest.approx(-2.0)
 
 
@@ -200,7 +201,7 @@ def test_signflip_has_power_on_a_perceptron_mime_curve():
     """A no-gap minority with more overlap (Theorem 1's textbook case) makes a real MIME curve."""
     kw = dict(n_train=40, betas=[0.0, 0.5, 1.0], trials=150, eta=2.0, epochs=20, d0=-2.0, decay=1.0)
     curve = mime_curve(MAJOR, Group.make(-0.5, 0.5, 0.6), rng=np.random.default_rng(34), **kw)
-    row = claims(curves=curve.assign(setting="no gap"), flips=999).set_index("key").loc["mime_maxgain_nogap"]
+    row = judge(curves=curve.assign(setting="no gap"), flips=999).set_index("key").loc["mime_maxgain_nogap"]
     assert row.verdict == "reproduced" and row.p <= 0.002, row
 
 
@@ -214,11 +215,11 @@ def test_real_sweep_claims_null_effect_and_power_note():
     rng = np.random.default_rng(3)
     sweeps = pd.concat([curve_table(rng, trials=6, sd=0.03, dataset="adult"),
                         curve_table(rng, trials=6, dataset="compas")])
-    table = claims(sweeps=sweeps).set_index("key")
+    table = judge(sweeps=sweeps).set_index("key")
     assert list(table.index) == ["mime_real_adult", "mime_real_maxgain_adult", "mime_real_compas",
                                  "mime_real_maxgain_compas"]
     assert table.loc["mime_real_maxgain_adult", "n"] == 6 and table.loc["mime_real_maxgain_adult", "kind"] == "permutation"
-    probes = claims(probes=curve_table(rng, trials=6, dataset="adult")).set_index("key")
+    probes = judge(probes=curve_table(rng, trials=6, dataset="adult")).set_index("key")
     assert list(probes.index) == ["mime_probe_adult"] and probes.loc["mime_probe_adult", "n"] == 3
     assert table.loc["mime_real_adult", "paper_effect"] == 0.98  # the paper's Table 2, DS-5
     assert "underpowered" in table.loc["mime_real_adult", "note"]  # 3 held-out trials cannot see 1 pp
@@ -233,7 +234,6 @@ def test_real_sweep_claims_null_effect_and_power_note():
 
 
 def test_interior_vs_end_point_hand_computed():
-    from fairbook.mime import heldout_interior_vs_end
     acc = {0: (0.70, 0.80, 0.75, 0.70), 1: (0.60, 0.62, 0.70, 0.65), 2: (0.50, 0.52, 0.58, 0.45),
            3: (0.80, 0.79, 0.90, 0.85)}
     curve = pd.DataFrame([{"beta": b, "trial": t, "majority_acc": a}
@@ -252,7 +252,7 @@ def test_full_table_columns_keys_and_holm():
     curves = pd.concat([curve_table(rng, setting=s) for s in CURVE_SETTINGS])
     t = theorem_table(rng, adv=(0.1, 0.1))
     t = pd.concat([t, t.assign(key="mime_thm3"), t.assign(key="")])
-    table = claims(push=push_table(rng), theorems=t, curves=curves,
+    table = judge(push=push_table(rng), theorems=t, curves=curves,
                    sweeps=curve_table(rng, trials=6, dataset="compas"), eta=0.05, pushes=10, flips=100)
     assert list(table.columns) == cl.COLUMNS
     assert list(table.key) == ["mime_push", "mime_thm1", "mime_thm3", "mime_curve_nogap",
@@ -264,5 +264,5 @@ def test_full_table_columns_keys_and_holm():
     np.testing.assert_allclose(table.p_holm, cl.holm(table.p))
     assert table.section.str.startswith("mime-").all()
     # deterministic: the sign-flip draws are seeded
-    pd.testing.assert_frame_equal(claims(curves=curves, flips=100), claims(curves=curves, flips=100))
-    assert not claims(curves=curves, flips=100).equals(claims(curves=curves, flips=100, seed=1))
+    pd.testing.assert_frame_equal(judge(curves=curves, flips=100), judge(curves=curves, flips=100))
+    assert not judge(curves=curves, flips=100).equals(judge(curves=curves, flips=100, seed=1))
