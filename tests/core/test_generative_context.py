@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fairbook.generative import context as ctx
-from fairbook.generative import ddpm
+from fairbook.generative import ddpm, diversity
 from fairbook.models import MLP
 
 TINY = ddpm.DDPMConfig(channels=(8, 16), steps=3, batch_size=8, seed=0)
@@ -172,24 +172,24 @@ def test_generator_trains_through_the_cache_and_samples_every_cell(cache):
 # -------------------------------------------------------------------------------------- diversity
 def test_pairwise_distance_identical_zero_and_varied_larger():
     same = np.repeat(bar()[None], 6, axis=0)
-    assert ctx.mean_pairwise_distance(same) == pytest.approx(0, abs=1e-6)
+    assert diversity.mean_pairwise_distance(same) == pytest.approx(0, abs=1e-6)
     varied = np.stack([bar(width=w, shear=sh) for w in (1, 2, 3) for sh in (-0.4, 0.4)])
-    assert ctx.mean_pairwise_distance(varied) > 1
+    assert diversity.mean_pairwise_distance(varied) > 1
     two = np.array([[0.0, 0.0], [3.0, 4.0]])
-    assert ctx.mean_pairwise_distance(two) == pytest.approx(5.0)
-    assert np.isnan(ctx.mean_pairwise_distance(two[:1]))
+    assert diversity.mean_pairwise_distance(two) == pytest.approx(5.0)
+    assert np.isnan(diversity.mean_pairwise_distance(two[:1]))
     many = np.random.default_rng(0).random((50, 3))
-    sub = ctx.mean_pairwise_distance(many, max_n=20, seed=3)
-    assert sub == ctx.mean_pairwise_distance(many, max_n=20, seed=3)
-    assert sub != ctx.mean_pairwise_distance(many)
+    sub = diversity.mean_pairwise_distance(many, max_n=20, seed=3)
+    assert sub == diversity.mean_pairwise_distance(many, max_n=20, seed=3)
+    assert sub != diversity.mean_pairwise_distance(many)
 
 
 def test_entropy_and_coverage():
-    assert ctx.context_entropy([0, 1, 2, 3], 4) == pytest.approx(1.0)
-    assert ctx.context_entropy([2, 2, 2], 4) == pytest.approx(0.0)
-    assert 0 < ctx.context_entropy([0, 0, 0, 1], 4) < 0.5
-    assert ctx.context_coverage([0, 1, 1, 3], [0, 1, 2, 4], 4) == pytest.approx(2 / 3)  # 4 = plain
-    assert np.isnan(ctx.context_coverage([0, 1], [4, 4], 4))
+    assert diversity.context_entropy([0, 1, 2, 3], 4) == pytest.approx(1.0)
+    assert diversity.context_entropy([2, 2, 2], 4) == pytest.approx(0.0)
+    assert 0 < diversity.context_entropy([0, 0, 0, 1], 4) < 0.5
+    assert diversity.context_coverage([0, 1, 1, 3], [0, 1, 2, 4], 4) == pytest.approx(2 / 3)  # 4 = plain
+    assert np.isnan(diversity.context_coverage([0, 1], [4, 4], 4))
 
 
 def test_diversity_report_per_cell():
@@ -200,7 +200,7 @@ def test_diversity_report_per_cell():
     c = ctx.fit_context(varied, ("thickness", "slant"), 2)
     requested = np.array([4, 4, 4, 4] + list(c.assign(varied)))
     torch.manual_seed(0)
-    rep = ctx.diversity_report(X, y, s, context=c, requested=requested,
+    rep = diversity.diversity_report(X, y, s, context=c, requested=requested,
                                classifier=MLP(3 * 12 * 12, (16,), 2))
     assert rep[["y", "s", "n"]].values.tolist() == [[0, 0, 4], [1, 1, 4]]
     first, second = rep.iloc[0], rep.iloc[1]
@@ -209,7 +209,7 @@ def test_diversity_report_per_cell():
     assert first.std_thickness == 0 and second.std_thickness > 0 and second.std_slant > 10
     assert first.context_entropy == 0 and second.context_entropy == pytest.approx(1.0)
     assert np.isnan(first.coverage) and second.coverage == 1.0
-    plain = ctx.diversity_report(X, y, s)
+    plain = diversity.diversity_report(X, y, s)
     assert "coverage" not in plain and "feature_distance" not in plain and "std_ink" in plain
 
 
@@ -247,9 +247,9 @@ def test_bad_inputs(cache):
     with pytest.raises(ValueError, match="no training image"):
         ctx.train_contextual_generator(X, y, s, n_bins=4, config=TINY, dataset="toy")
     with pytest.raises(ValueError, match="max_n must be >= 2"):
-        ctx.mean_pairwise_distance(np.zeros((3, 2)), max_n=1)
+        diversity.mean_pairwise_distance(np.zeros((3, 2)), max_n=1)
     with pytest.raises(ValueError, match="need the context"):
-        ctx.diversity_report(X, y, s, requested=np.zeros(8, int))
+        diversity.diversity_report(X, y, s, requested=np.zeros(8, int))
     X40, y40, s40 = bars(40)
     gen = ctx.train_contextual_generator(X40, y40, s40, n_bins=2, config=TINY, dataset="toy")
     with pytest.raises(ValueError, match="mode must be one of"):
