@@ -1,10 +1,10 @@
 """Where things live, and what a cache key hashes.
 
-The package has three layers: the core (top-level modules and ``data``, ``generative``, ``train``), one
-subpackage per paper (``mime``, ``hbr``, ``gcm``, ``aimfair``, and any chapter added later) and the book
-harness (``book``: parameters, runner, site, command line). A run's key and a grid task's key hash
-:func:`source_fingerprint` of the core plus the one paper subpackage they run, so editing the harness
-(the site's layout, the profiles) or another paper leaves them valid.
+The package has three layers: the core (top-level modules and ``data``, ``generative``, ``metrics``,
+``train``), one subpackage per paper (``mime``, ``hbr``, ``gcm``, ``aimfair``, and any chapter added
+later) and the book harness (``book``: parameters, runner, site, command line). A run's key and a grid
+task's key hash :func:`source_fingerprint` of the core plus the one paper subpackage they run, so
+editing the harness (the site's layout, the profiles) or another paper leaves them valid.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: subpackages that belong to the core (every paper may import them)
-CORE_SUBPACKAGES = ("data", "generative", "train")
+CORE_SUBPACKAGES = ("data", "generative", "metrics", "train")
 #: the book harness: knows the papers through their ``chapter`` hooks; nothing else imports it
 HARNESS = "book"
 SOURCE_SUFFIXES = (".py", ".yml")

@@ -1,10 +1,10 @@
 """The package's layers, read from the source's own imports (AST, every import at any depth).
 
-core (top-level modules, ``data``, ``generative``, ``train``) <- papers (``mime``, ``hbr``, ``gcm``,
-``aimfair``) <- the harness (``book``). The core imports no paper and not the harness; a paper imports
-neither the harness nor another paper; a paper's ``experiment`` never imports its ``claims``; there is
-no import cycle; an import inside a function is a heavy optional dependency (named below, with why)
-or keeps a torch-free module torch-free.
+core (top-level modules, ``data``, ``generative``, ``metrics``, ``train``) <- papers (``mime``, ``hbr``,
+``gcm``, ``aimfair``) <- the harness (``book``). The core imports no paper and not the harness; a paper
+imports neither the harness nor another paper; a paper's ``experiment`` never imports its ``claims``;
+there is no import cycle; an import inside a function is a heavy optional dependency (named below, with
+why) or keeps a torch-free module torch-free.
 """
 from __future__ import annotations
 

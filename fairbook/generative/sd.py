@@ -207,6 +207,87 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
                               f"out_dir")
 
 
+def _check_generation(prompts: Mapping[Any, Sequence[str]], n_per_cell: int | Mapping[Any, int], seed: int,
+                      steps: int, height: int, width: int,
+                      batch_size: int) -> tuple[list[Cell], dict[Cell, list[str]], dict[Cell, int]]:
+    """``generate_cells``'s checks of its arguments; the cells, their prompts and image counts."""
+    cells = _check_cells(prompts)
+    texts: dict[Cell, list[str]] = {}
+    for key, cell in zip(prompts, cells):
+        p = prompts[key]
+        if isinstance(p, str) or not p or not all(isinstance(t, str) and t.strip() for t in p):
+            raise ValueError(f"cell {cell.name}: prompts must be a non-empty list of non-empty "
+                             f"strings")
+        texts[cell] = list(p)
+    counts = _counts(n_per_cell, cells)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    for name, value in (("steps", steps), ("height", height), ("width", width),
+                        ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if height % 8 or width % 8:
+        raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
+    return cells, texts, counts
+
+
+def _generate_batch(pipe, prompts: list[str], seeds: list[int], negative_prompt: str | None,
+                    sampling: Mapping[str, Any]) -> np.ndarray:
+    """One pipeline call: the images of ``prompts``, image i from its own CPU generator seeded with
+    ``seeds[i]``, as (N, H, W, 3) uint8."""
+    import torch
+
+    negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
+    result = pipe(prompt=prompts, negative_prompt=negative, **sampling,
+                  generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np")
+    images = np.asarray(result.images)
+    if images.shape[0] != len(prompts) or images.ndim != 4 or images.shape[-1] != 3:
+        raise RuntimeError(f"the pipeline returned images of shape {images.shape} "
+                           f"for a batch of {len(prompts)}")
+    return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _generate_cell(pipe, cell: Cell, n: int, cell_prompts: list[str], folder: Path, seed: int, batch_size: int,
+                   negative_prompt: str | None, sampling: Mapping[str, Any], bar) -> list[dict[str, Any]]:
+    """Generate cell ``cell``'s ``n`` images in batches into ``folder / cell.name``; their manifest rows."""
+    from PIL import Image
+
+    (folder / cell.name).mkdir()
+    rows: list[dict[str, Any]] = []
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        seeds = [image_seed(seed, cell.y, cell.a, i) for i in idx]
+        batch_prompts = [cell_prompts[i % len(cell_prompts)] for i in idx]
+        images = _generate_batch(pipe, batch_prompts, seeds, negative_prompt, sampling)
+        for i, s, text, img in zip(idx, seeds, batch_prompts, images):
+            rel = f"{cell.name}/{i:05d}.png"
+            Image.fromarray(img).save(folder / rel)
+            rows.append({"file": rel, "cell": cell.name, "target": cell.target,
+                         "protected": cell.protected, "y": cell.y, "a": cell.a,
+                         "index": i, "prompt_index": i % len(cell_prompts),
+                         "prompt": text, "seed": s})
+        bar.update(len(idx))
+    return rows
+
+
+def _settings(pipe, seed: int, steps: int, guidance: float, height: int, width: int, batch_size: int,
+              negative_prompt: str | None, counts: dict[Cell, int]) -> dict[str, Any]:
+    """The generation settings saved with the prompts (``prompts.json``)."""
+    return {
+        "seed": int(seed), "steps": int(steps), "guidance": float(guidance),
+        "height": int(height), "width": int(width), "batch_size": int(batch_size),
+        "negative_prompt": negative_prompt,
+        "n_per_cell": {c.name: k for c, k in counts.items()},
+        "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
+        "model": str(getattr(getattr(pipe, "config", None), "_name_or_path", "")
+                     or getattr(pipe, "name_or_path", "") or ""),
+        "seed_rule": "image_seed(seed, y, a, index) = SeedSequence([seed, y, a, index]) -> "
+                     "63 bits; one CPU torch.Generator per image",
+        "prompt_rule": "image index i uses prompt i mod len(prompts)",
+        "versions": _versions(),
+    }
+
+
 def generate_cells(pipe, prompts: Mapping[Any, Sequence[str]],
                    n_per_cell: int | Mapping[Any, int], out_dir: str | os.PathLike, seed: int,
                    steps: int = 50, guidance: float = 9.0, height: int = 512, width: int = 512,
@@ -245,28 +326,9 @@ def generate_cells(pipe, prompts: Mapping[Any, Sequence[str]],
     The manifest as a DataFrame (columns ``file, cell, target, protected, y, a, index,
     prompt_index, prompt, seed``; ``file`` relative to ``out_dir``).
     """
-    import torch
-    from PIL import Image
     from tqdm.auto import tqdm
 
-    cells = _check_cells(prompts)
-    texts: dict[Cell, list[str]] = {}
-    for key, cell in zip(prompts, cells):
-        p = prompts[key]
-        if isinstance(p, str) or not p or not all(isinstance(t, str) and t.strip() for t in p):
-            raise ValueError(f"cell {cell.name}: prompts must be a non-empty list of non-empty "
-                             f"strings")
-        texts[cell] = list(p)
-    counts = _counts(n_per_cell, cells)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    for name, value in (("steps", steps), ("height", height), ("width", width),
-                        ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if height % 8 or width % 8:
-        raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
-
+    cells, texts, counts = _check_generation(prompts, n_per_cell, seed, steps, height, width, batch_size)
     out = Path(out_dir).resolve()
     _prepare_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,53 +336,18 @@ def generate_cells(pipe, prompts: Mapping[Any, Sequence[str]],
     tmp.mkdir()
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
+    sampling = {"height": height, "width": width, "num_inference_steps": steps, "guidance_scale": guidance}
     rows: list[dict[str, Any]] = []
     try:
         bar = tqdm(total=sum(counts.values()), desc="generating images", unit="img",
                    disable=not progress_enabled())
         for cell in cells:
-            (tmp / cell.name).mkdir()
-            n, cell_prompts = counts[cell], texts[cell]
-            for start in range(0, n, batch_size):
-                idx = list(range(start, min(n, start + batch_size)))
-                seeds = [image_seed(seed, cell.y, cell.a, i) for i in idx]
-                batch_prompts = [cell_prompts[i % len(cell_prompts)] for i in idx]
-                negative = None if negative_prompt is None else [negative_prompt] * len(idx)
-                result = pipe(
-                    prompt=batch_prompts, negative_prompt=negative,
-                    height=height, width=width, num_inference_steps=steps,
-                    guidance_scale=guidance,
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                    output_type="np")
-                images = np.asarray(result.images)
-                if images.shape[0] != len(idx) or images.ndim != 4 or images.shape[-1] != 3:
-                    raise RuntimeError(f"the pipeline returned images of shape {images.shape} "
-                                       f"for a batch of {len(idx)}")
-                images = (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
-                for i, s, text, img in zip(idx, seeds, batch_prompts, images):
-                    rel = f"{cell.name}/{i:05d}.png"
-                    Image.fromarray(img).save(tmp / rel)
-                    rows.append({"file": rel, "cell": cell.name, "target": cell.target,
-                                 "protected": cell.protected, "y": cell.y, "a": cell.a,
-                                 "index": i, "prompt_index": i % len(cell_prompts),
-                                 "prompt": text, "seed": s})
-                bar.update(len(idx))
+            rows += _generate_cell(pipe, cell, counts[cell], texts[cell], tmp, seed, batch_size,
+                                   negative_prompt, sampling, bar)
         bar.close()
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        settings = {
-            "seed": int(seed), "steps": int(steps), "guidance": float(guidance),
-            "height": int(height), "width": int(width), "batch_size": int(batch_size),
-            "negative_prompt": negative_prompt,
-            "n_per_cell": {c.name: counts[c] for c in cells},
-            "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
-            "model": str(getattr(getattr(pipe, "config", None), "_name_or_path", "")
-                         or getattr(pipe, "name_or_path", "") or ""),
-            "seed_rule": "image_seed(seed, y, a, index) = SeedSequence([seed, y, a, index]) -> "
-                         "63 bits; one CPU torch.Generator per image",
-            "prompt_rule": "image index i uses prompt i mod len(prompts)",
-            "versions": _versions(),
-        }
-        save_prompts(tmp / PROMPTS, texts, meta=settings)
+        save_prompts(tmp / PROMPTS, texts, meta=_settings(pipe, seed, steps, guidance, height, width, batch_size,
+                                                          negative_prompt, counts))
         manifest.to_csv(tmp / MANIFEST, index=False)  # last: marks the layout complete
         swap_into_place(tmp, out)
     except BaseException:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -45,7 +46,8 @@ from tqdm import tqdm
 
 from ..io import progress_enabled
 from . import engine as train
-from .engine import FitResult, Optim, Schedule, as_tensor, _class_weight, loss_fn, _shuffle_order, predict, resolve_device
+from .engine import (FitResult, Optim, Schedule, as_tensor, _class_weight, _improves, loss_fn, _shuffle_order, predict,
+                     resolve_device)
 
 
 def _per_model(value, K: int, name: str) -> list:
@@ -167,6 +169,183 @@ def _lrs(optim: Optim, schedule: Schedule, epochs: int) -> list[float]:
     return out
 
 
+def _check_batched(models, datasets, epochs: int, batch_size: int, mode: str, loss: str, select, val) -> None:
+    """``fit_many``'s checks of a batched run (``fit``'s own checks, and in-memory data only)."""
+    _check_models(models)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    if loss not in ("ce", "bce"):
+        raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
+    if select is not None and val is None:
+        raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
+    if any(isinstance(X, torch.utils.data.Dataset) for X, _ in datasets):
+        raise ValueError("fit_many batches in-memory arrays/tensors; a Dataset goes through train.fit")
+
+
+def _stack_data(datasets, device) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+    """One table of all the models' rows on ``device`` (a shared X is not copied): ``(X_all, y_all,
+    offsets, ns)``, model k's rows ``offsets[k] .. offsets[k] + ns[k]``."""
+    K = len(datasets)
+    Xs = [as_tensor(X) for X, _ in datasets]
+    ys = [as_tensor(y).long() for _, y in datasets]
+    if any(X.shape[1:] != Xs[0].shape[1:] for X in Xs):
+        raise ValueError("fit_many: every dataset needs the same input shape")
+    ns = [len(y) for y in ys]
+    if any(n < 1 or len(X) != n for X, n in zip(Xs, ns)):
+        raise ValueError(f"fit_many: every dataset needs as many (>= 1) inputs as labels, got "
+                         f"{[(len(X), len(y)) for X, y in zip(Xs, ys)]}")
+    same = all(X is datasets[0][0] and y is datasets[0][1] for X, y in datasets)
+    X_all = Xs[0] if same else torch.cat(Xs)
+    y_all = ys[0] if same else torch.cat(ys)
+    offsets = [0] * K if same else np.cumsum([0] + ns[:-1]).tolist()
+    return X_all.to(device), y_all.to(device), offsets, ns
+
+
+class _Stack:
+    """The K models as one: their parameters in one (K, P) leaf ``flat`` (the optimiser's
+    elementwise update is a handful of operations per step whatever the number of tensors), with
+    ``params`` its per-tensor views (their gradients views of ``grad``: autograd accumulates in
+    place), the stacked ``buffers``, and a copy ``base`` of model 0 run functionally, vmapped over
+    the models (``batched``: one batch per model; ``shared_x``: one input for all)."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        K = self.K = len(models)
+        self.base = copy.deepcopy(models[0])
+        stacked, self.buffers = stack_module_state(list(models))
+        self.shapes = {n: tuple(t.shape[1:]) for n, t in stacked.items()}
+        self.flat = torch.cat([t.detach().reshape(K, -1) for t in stacked.values()], 1)
+        self.grad = torch.zeros_like(self.flat)
+        self.cuts = np.cumsum([0] + [math.prod(sh) for sh in self.shapes.values()]).tolist()
+        self.params = {n: t.requires_grad_() for n, t in self.views(self.flat).items()}
+        for p, g in zip(self.params.values(), self.views(self.grad).values()):
+            p.grad = g
+        _alias(models, self.views(self.flat), self.buffers)
+        base = self.base
+
+        def forward(p, b, x):  # one model's forward pass with parameters p and buffers b
+            return functional_call(base, (p, b), (x,))
+
+        # a closure over base, not a bound method: no reference cycle keeps the stack alive
+        self.batched = vmap(forward, in_dims=(0, 0, 0))
+        self.shared_x = vmap(forward, in_dims=(0, 0, None))
+
+    def views(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every parameter's (K, *shape) view of the (K, P) tensor ``t``."""
+        return {n: t[:, a:b].view(self.K, *sh)
+                for (n, sh), a, b in zip(self.shapes.items(), self.cuts[:-1], self.cuts[1:])}
+
+    def one(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Model k's logits of ``x`` alone."""
+        return functional_call(self.base, ({n: t[k] for n, t in self.params.items()},
+                                           {n: t[k] for n, t in self.buffers.items()}), (x,))
+
+    def state(self, k: int) -> dict[str, torch.Tensor]:
+        """A copy of model k's parameters (key ``""``) and buffers."""
+        return {n: t[k].detach().clone() for n, t in {"": self.flat, **self.buffers}.items()}
+
+    @torch.no_grad()
+    def load(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Put a :meth:`state` back into model k."""
+        for n, t in {"": self.flat, **self.buffers}.items():
+            t[k].copy_(state[n])
+
+
+def _epoch_order(ns: list[int], steps: list[int], batch_size: int, gens: list[torch.Generator],
+                 fill: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every model's epoch order, drawn as ``fit`` draws it, rows padded to the longest model's full
+    batches: ``order`` (K, S * batch_size) local ids and ``count`` (K, S), each step's batch size."""
+    K, S = len(ns), max(steps)
+    order = torch.zeros(K, S * batch_size, dtype=torch.long)
+    count = torch.zeros(K, S, dtype=torch.long)
+    for k in range(K):
+        perm = _shuffle_order(ns[k], steps[k], batch_size, gens[k], fill=fill)
+        perm = perm[:steps[k] * batch_size]
+        order[k, :len(perm)] = perm
+        full, rest = divmod(len(perm), batch_size)
+        count[k, :full] = batch_size
+        if rest:
+            count[k, full] = rest
+    return order, count
+
+
+@dataclass
+class _ManyTrainer:
+    """What a training step of ``fit_many`` needs: the stacked models, their optimiser, the data
+    table and the per-model generators and hooks."""
+
+    stack: _Stack
+    stepper: _Stepper
+    X_all: torch.Tensor
+    y_all: torch.Tensor
+    offsets: list[int]
+    batch_size: int
+    augment: Callable | None
+    gens: list[torch.Generator]
+    bce: bool
+    class_weight: torch.Tensor | None
+    logit_hooks: list
+    device: torch.device
+    #: the models with an ``on_logits`` hook
+    hooked: list[int] = field(init=False, default_factory=list)
+
+    def __post_init__(self):
+        self.hooked = [k for k, h in enumerate(self.logit_hooks) if h is not None]
+
+    def full_step(self, xb: torch.Tensor, yb: torch.Tensor, ids: torch.Tensor):
+        """Every model has a full batch: one vmapped forward; ``(losses, hook parts)``."""
+        K = self.stack.K
+        if self.augment is not None:  # each model's own generator, as fit interleaves it
+            xb = torch.stack([self.augment(xb[k], self.gens[k]) for k in range(K)])
+        logits = self.stack.batched(self.stack.params, self.stack.buffers, xb)      # (K, B, C)
+        losses = _losses(logits, yb, self.bce, self.class_weight)
+        return losses, [(k, logits[k], yb[k], ids[k]) for k in self.hooked]
+
+    def ragged_step(self, xb: torch.Tensor, yb: torch.Tensor, ids: torch.Tensor, c: list[int]):
+        """A ragged step (an epoch's last batch, or models out of batches): model by model, so
+        padding never enters a batch statistic (BatchNorm); ``(losses, hook parts)``."""
+        parts, per_k = [], []
+        for k in range(self.stack.K):
+            per_k.append(torch.zeros((), device=self.device))
+            if c[k]:
+                x_k = xb[k, :c[k]] if self.augment is None else self.augment(xb[k, :c[k]], self.gens[k])
+                lg = self.stack.one(k, x_k)
+                per_k[k] = _losses(lg[None], yb[k:k + 1, :c[k]], self.bce, self.class_weight)[0]
+                if k in self.hooked:
+                    parts.append((k, lg, yb[k, :c[k]], ids[k, :c[k]]))
+        return torch.stack(per_k), parts
+
+    def epoch(self, order: torch.Tensor, count: torch.Tensor, lr: float, epoch: int):
+        """One epoch of every model over ``order`` / ``count`` (:func:`_epoch_order`); each model's
+        summed loss and number of samples, ``(total, seen)``."""
+        B, device, st = self.batch_size, self.device, self.stack
+        order, count = order.to(device), count.to(device)
+        offs = torch.as_tensor(self.offsets, device=device)[:, None]
+        total = torch.zeros(st.K, device=device)
+        seen = torch.zeros(st.K, device=device)
+        for s in range(count.shape[1]):
+            c = count[:, s].tolist()
+            ids = order[:, s * B:(s + 1) * B]                                       # (K, B) local ids
+            xb, yb = self.X_all[ids + offs], self.y_all[ids + offs]
+            if min(c) == B:
+                losses, parts = self.full_step(xb, yb, ids)
+            else:
+                losses, parts = self.ragged_step(xb, yb, ids, c)
+            st.grad.zero_()
+            with warnings.catch_warnings():  # the gradients are views of one (K, P) tensor, on purpose
+                warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+                losses.sum().backward()
+            on = None if all(c) else torch.tensor([x > 0 for x in c], device=device)
+            self.stepper.step(st.flat, st.grad, lr, on)
+            n_k = B if min(c) == B else torch.tensor(c, device=device, dtype=total.dtype)
+            total += losses.detach() * n_k
+            seen += n_k
+            for k, lg, y_k, id_k in parts:
+                self.logit_hooks[k](lg.detach(), y_k, id_k.cpu(), epoch)
+        return total, seen
+
+
 def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: Sequence[int], epochs: int,
              batch_size: int = 128, optim: Optim = Optim(), schedule: Schedule = Schedule(),
              loss: str = "ce", val=None, val_metrics: Callable | None = None, val_context: dict | None = None,
@@ -193,153 +372,46 @@ def fit_many(models: Sequence[nn.Module], datasets: Sequence[tuple], *, seeds: S
             val_metrics=val_metrics, val_context=val_context, select=select, mode=mode,
             steps_per_epoch=steps_per_epoch, augment=augment, class_weight=class_weight,
             device=device, desc=desc))
-    _check_models(models)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    if loss not in ("ce", "bce"):
-        raise ValueError(f"loss must be 'ce' or 'bce', got {loss!r}")
-    if select is not None and val is None:
-        raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
-    if any(isinstance(X, torch.utils.data.Dataset) for X, _ in datasets):
-        raise ValueError("fit_many batches in-memory arrays/tensors; a Dataset goes through train.fit")
+    _check_batched(models, datasets, epochs, batch_size, mode, loss, select, val)
     vals = _per_model(val, K, "val")
     logit_hooks = _per_model(on_logits, K, "on_logits")
     epoch_hooks = _per_model(on_epoch_end, K, "on_epoch_end")
-    hooked = [k for k, h in enumerate(logit_hooks) if h is not None]
     device = resolve_device(device)
-
-    Xs = [as_tensor(X) for X, _ in datasets]
-    ys = [as_tensor(y).long() for _, y in datasets]
-    if any(X.shape[1:] != Xs[0].shape[1:] for X in Xs):
-        raise ValueError("fit_many: every dataset needs the same input shape")
-    ns = [len(y) for y in ys]
-    if any(n < 1 or len(X) != n for X, n in zip(Xs, ns)):
-        raise ValueError(f"fit_many: every dataset needs as many (>= 1) inputs as labels, got "
-                         f"{[(len(X), len(y)) for X, y in zip(Xs, ys)]}")
-    # one table of all the models' rows (a shared X is not copied)
-    same = all(X is datasets[0][0] and y is datasets[0][1] for X, y in datasets)
-    X_all = Xs[0] if same else torch.cat(Xs)
-    y_all = ys[0] if same else torch.cat(ys)
-    offsets = [0] * K if same else np.cumsum([0] + ns[:-1]).tolist()
-    X_all, y_all = X_all.to(device), y_all.to(device)
-
+    X_all, y_all, offsets, ns = _stack_data(datasets, device)
     class_weight = _class_weight(class_weight, loss, device)
     lrs = _lrs(optim, schedule, epochs)
-
     for m in models:
         m.to(device)
-    base = copy.deepcopy(models[0])
-    stacked, buffers = stack_module_state(list(models))
-    # one (K, P) leaf holds every parameter of every model: the optimiser's elementwise update is a
-    # handful of operations per step whatever the number of tensors
-    shapes = {n: tuple(t.shape[1:]) for n, t in stacked.items()}
-    flat = torch.cat([t.detach().reshape(K, -1) for t in stacked.values()], 1)
-    grad = torch.zeros_like(flat)
-    cuts = np.cumsum([0] + [math.prod(sh) for sh in shapes.values()]).tolist()
-
-    def views(t: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {n: t[:, a:b].view(K, *sh) for (n, sh), a, b in zip(shapes.items(), cuts[:-1], cuts[1:])}
-
-    # the leaves are views of flat, their gradients views of grad (autograd accumulates in place)
-    params = {n: t.requires_grad_() for n, t in views(flat).items()}
-    for p, g in zip(params.values(), views(grad).values()):
-        p.grad = g
-    _alias(models, views(flat), buffers)
-    stepper = _Stepper(optim, K)
-
-    def forward(p, b, x):
-        return functional_call(base, (p, b), (x,))
-
-    batched = vmap(forward, in_dims=(0, 0, 0))
-    shared_x = vmap(forward, in_dims=(0, 0, None))
-
-    steps = [steps_per_epoch or math.ceil(n / batch_size) for n in ns]
-    S = max(steps)
+    stack = _Stack(models)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    bce = loss == "bce"
+    trainer = _ManyTrainer(stack, _Stepper(optim, K), X_all, y_all, offsets, batch_size, augment, gens,
+                           loss == "bce", class_weight, logit_hooks, device)
+    steps = [steps_per_epoch or math.ceil(n / batch_size) for n in ns]
 
     histories = [[] for _ in range(K)]
-    best = [None] * K
-    best_epoch = [epochs] * K
-    best_state: list[dict | None] = [None] * K
+    best, best_epoch, best_state = [None] * K, [epochs] * K, [None] * K
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress_enabled(), leave=False)
     for epoch in bar:
-        base.train()
-        # every model's epoch order, drawn as fit draws it; rows padded to S full batches
-        order = torch.zeros(K, S * batch_size, dtype=torch.long)
-        count = torch.zeros(K, S, dtype=torch.long)
-        for k in range(K):
-            perm = _shuffle_order(ns[k], steps[k], batch_size, gens[k], fill=bool(steps_per_epoch))
-            perm = perm[:steps[k] * batch_size]
-            order[k, :len(perm)] = perm
-            full, rest = divmod(len(perm), batch_size)
-            count[k, :full] = batch_size
-            if rest:
-                count[k, full] = rest
-        order, count = order.to(device), count.to(device)
-        offs = torch.as_tensor(offsets, device=device)[:, None]
-        total = torch.zeros(K, device=device)
-        seen = torch.zeros(K, device=device)
-        lr = lrs[epoch - 1]
-        for s in range(S):
-            c = count[:, s].tolist()
-            ids = order[:, s * batch_size:(s + 1) * batch_size]                   # (K, B) local ids
-            xb, yb = X_all[ids + offs], y_all[ids + offs]
-            if min(c) == batch_size:   # every model has a full batch: one vmapped step
-                if augment is not None:  # each model's own generator, as fit interleaves it
-                    xb = torch.stack([augment(xb[k], gens[k]) for k in range(K)])
-                logits = batched(params, buffers, xb)                             # (K, B, C)
-                losses = _losses(logits, yb, bce, class_weight)
-                parts = [(k, logits[k], yb[k], ids[k]) for k in hooked]
-            else:
-                # a ragged step (an epoch's last batch, or models out of batches): model by model, so
-                # padding never enters a batch statistic (BatchNorm)
-                parts, per_k = [], []
-                for k in range(K):
-                    per_k.append(torch.zeros((), device=device))
-                    if c[k]:
-                        x_k = xb[k, :c[k]] if augment is None else augment(xb[k, :c[k]], gens[k])
-                        lg = functional_call(base, ({n: t[k] for n, t in params.items()},
-                                                    {n: t[k] for n, t in buffers.items()}), (x_k,))
-                        per_k[k] = _losses(lg[None], yb[k:k + 1, :c[k]], bce, class_weight)[0]
-                        if k in hooked:
-                            parts.append((k, lg, yb[k, :c[k]], ids[k, :c[k]]))
-                losses = torch.stack(per_k)
-            grad.zero_()
-            with warnings.catch_warnings():  # the gradients are views of one (K, P) tensor, on purpose
-                warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
-                losses.sum().backward()
-            on = None if all(c) else torch.tensor([x > 0 for x in c], device=device)
-            stepper.step(flat, grad, lr, on)
-            n_k = batch_size if min(c) == batch_size else torch.tensor(c, device=device, dtype=total.dtype)
-            total += losses.detach() * n_k
-            seen += n_k
-            for k, lg, y_k, id_k in parts:
-                logit_hooks[k](lg.detach(), y_k, id_k.cpu(), epoch)
-        rows_k = [{"epoch": epoch, "train_loss": (total[k] / seen[k].clamp_min(1)).item(), "lr": lr}
+        stack.base.train()
+        order, count = _epoch_order(ns, steps, batch_size, gens, fill=bool(steps_per_epoch))
+        total, seen = trainer.epoch(order, count, lrs[epoch - 1], epoch)
+        rows_k = [{"epoch": epoch, "train_loss": (total[k] / seen[k].clamp_min(1)).item(), "lr": lrs[epoch - 1]}
                   for k in range(K)]
         if any(v is not None for v in vals):
-            _evaluate(base, views(flat), buffers, vals, val_metrics, val_context, rows_k, shared_x)
-        for k in range(K):
-            row = rows_k[k]
-            if select is not None and vals[k] is not None:
-                score = row[f"val_{select}"]
-                better = best[k] is None or (score > best[k] if mode == "max" else score < best[k])
-                if better and not (isinstance(score, float) and math.isnan(score)):
-                    best[k], best_epoch[k] = score, epoch
-                    best_state[k] = {n: t[k].detach().clone() for n, t in {"": flat, **buffers}.items()}
+            _evaluate(stack.base, stack.views(stack.flat), stack.buffers, vals, val_metrics, val_context, rows_k,
+                      stack.shared_x)
+        for k, row in enumerate(rows_k):
+            if select is not None and vals[k] is not None and _improves(row[f"val_{select}"], best[k], mode):
+                best[k], best_epoch[k] = row[f"val_{select}"], epoch
+                best_state[k] = stack.state(k)
             histories[k].append(row)
             if epoch_hooks[k] is not None:
                 epoch_hooks[k](epoch, models[k], row)
         bar.set_postfix(loss=f"{float(total.sum() / seen.sum()):.4f}")
 
-    with torch.no_grad():
-        for k in range(K):
-            if best_state[k] is not None:
-                for n, t in {"": flat, **buffers}.items():
-                    t[k].copy_(best_state[k][n])
+    for k in range(K):
+        if best_state[k] is not None:
+            stack.load(k, best_state[k])
     _unalias(models)
     return [FitResult(m, pd.DataFrame(h), be, {n: t.clone() for n, t in m.state_dict().items()})
             for m, h, be in zip(models, histories, best_epoch)]

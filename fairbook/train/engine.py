@@ -33,9 +33,10 @@ Model selection: after each epoch the model is evaluated on ``val`` and the stat
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -246,6 +247,212 @@ class _BatchSampler:
         return (perm[s * b:(s + 1) * b].tolist() for s in range(self.steps))
 
 
+def _check_fit(epochs: int, batch_size: int, sampler: str, mode: str, select: str | None, val) -> None:
+    """``fit``'s checks of its scalar arguments."""
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    if select is not None and val is None:
+        raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
+
+
+def _training_labels(X, y, groups):
+    """``(labels, n_data, a)`` of the training data: the labels (in-memory ``y``, or a Dataset's ``y``
+    or ``targets`` attribute, else None), the number of samples and ``groups`` as a tensor (or None)."""
+    in_memory = not isinstance(X, torch.utils.data.Dataset)
+    labels = as_tensor(y).long() if in_memory else getattr(X, "y", getattr(X, "targets", None))
+    n_data = len(labels) if in_memory else len(X)
+    a_t = as_tensor(groups).long() if groups is not None else None
+    if a_t is not None and len(a_t) != n_data:
+        raise ValueError(f"groups has {len(a_t)} entries, the training data {n_data} samples")
+    return labels, n_data, a_t
+
+
+def _sampler_cells(sampler: str, labels, a_t, batch_size: int, X) -> tuple[list | None, list | None]:
+    """The (a, y) cells of a group sampler and the samples each step draws from each of them
+    (``(None, None)`` for ``shuffle``)."""
+    if sampler == "shuffle":
+        return None, None
+    if a_t is None:
+        raise ValueError(f"sampler={sampler!r} needs groups= (the sensitive attribute a of "
+                         f"every training sample)")
+    if labels is None:
+        raise ValueError(f"sampler={sampler!r} reads a Dataset's labels from its 'y' or "
+                         f"'targets' attribute; {type(X).__name__} has neither")
+    cells = _cells(as_tensor(labels).long(), a_t)
+    if sampler == "independent":
+        return cells, independent_counts(labels, a_t, batch_size)
+    if batch_size % len(cells):
+        raise ValueError(f"group-balanced batches take batch_size/{len(cells)} from each of "
+                         f"the {len(cells)} (a, y) cells: batch_size must be a multiple of "
+                         f"{len(cells)}, got {batch_size}")
+    return cells, [batch_size // len(cells)] * len(cells)
+
+
+def _set_trainable(model: nn.Module, trainable: set[str] | None,
+                   grad_masks: dict[str, torch.Tensor] | None) -> tuple[dict, dict[str, bool]]:
+    """Check ``grad_masks`` and ``trainable`` against the model's parameters and freeze every
+    parameter not in ``trainable``; returns the parameters by name and their previous
+    ``requires_grad`` flags (for :func:`_restore_trainable`)."""
+    names = dict(model.named_parameters())
+    flags_before = {n: p.requires_grad for n, p in names.items()}
+    for n, m in (grad_masks or {}).items():
+        if n not in names:
+            raise ValueError(f"grad_masks names an unknown parameter {n!r}")
+        if tuple(m.shape) != tuple(names[n].shape):
+            raise ValueError(f"grad mask of {n!r} has shape {tuple(m.shape)}, the parameter "
+                             f"{tuple(names[n].shape)}")
+    if trainable is not None:
+        unknown = set(trainable) - set(names)
+        if unknown:
+            raise ValueError(f"trainable names unknown parameters: {sorted(unknown)[:5]}")
+        for n, p in names.items():
+            p.requires_grad_(n in trainable)
+    return names, flags_before
+
+
+def _restore_trainable(names: dict, flags_before: dict[str, bool]) -> None:
+    """Give the parameters their ``requires_grad`` flags from before ``fit``, so a later fit starts
+    from the caller's own flags."""
+    for n, p in names.items():
+        p.requires_grad_(flags_before[n])
+
+
+def _draw(cells: list[torch.Tensor], counts: list[int], gen: torch.Generator) -> torch.Tensor:
+    """One group-sampled batch of indices, cell by cell (with replacement, uniform in each cell)."""
+    return torch.cat([c[torch.randint(len(c), (k,), generator=gen)] for c, k in zip(cells, counts) if k])
+
+
+def _memory_batches(X_t: torch.Tensor, y_t: torch.Tensor, draw: Callable[[], torch.Tensor] | None,
+                    n_data: int, steps: int, batch_size: int, gen: torch.Generator, fill: bool):
+    """One epoch's ``(x, y, ids)`` batches of in-memory data: group draws (``draw``), or for
+    ``shuffle`` a fresh permutation per pass over the data, gathered once per epoch with the
+    batches its views (much cheaper than a gather per step)."""
+    if draw is None:
+        perm = _shuffle_order(n_data, steps, batch_size, gen, fill=fill)
+        Xp, yp = X_t[perm], y_t[perm]
+        for s in range(steps):
+            lo = s * batch_size
+            yield Xp[lo:lo + batch_size], yp[lo:lo + batch_size], perm[lo:lo + batch_size]
+    else:
+        for _ in range(steps):
+            idx = draw()
+            yield X_t[idx], y_t[idx], idx
+
+
+def _loader(X: torch.utils.data.Dataset, draw: Callable[[], torch.Tensor] | None, n_data: int, steps: int,
+            batch_size: int, gen: torch.Generator, steps_per_epoch: int | None,
+            num_workers: int) -> torch.utils.data.DataLoader:
+    """The DataLoader of a Dataset: group draws (``draw``); for ``shuffle`` with one pass per
+    epoch the shuffling DataLoader itself (its batch order kept as it was), with
+    ``steps_per_epoch`` exactly that many batches, the same as the in-memory path draws."""
+    if draw is not None:
+        return torch.utils.data.DataLoader(X, batch_sampler=_BatchSampler(steps, draw=draw),
+                                           num_workers=num_workers)
+    if not steps_per_epoch:
+        return torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=True, generator=gen,
+                                           num_workers=num_workers, drop_last=False)
+    return torch.utils.data.DataLoader(
+        X, batch_sampler=_BatchSampler(steps, order=functools.partial(
+            _shuffle_order, n_data, steps, batch_size, gen, fill=True), batch_size=batch_size),
+        num_workers=num_workers)
+
+
+def _loader_batches(loader: torch.utils.data.DataLoader):
+    """One epoch of a DataLoader, iterated (and its sampler drawn) only when the epoch starts."""
+    yield from loader
+
+
+def _batch_source(X, labels: torch.Tensor | None, cells, counts, n_data: int, steps: int, batch_size: int,
+                  gen: torch.Generator, steps_per_epoch: int | None, device: torch.device,
+                  num_workers: int) -> Callable[[], Iterator]:
+    """A callable giving each epoch's ``(x, y, ids)`` batches: in-memory tensors (moved to a CUDA
+    device once) batched by indexing, or a Dataset through :func:`_loader`."""
+    draw = None if cells is None else functools.partial(_draw, cells, counts, gen)
+    if isinstance(X, torch.utils.data.Dataset):
+        loader = _loader(X, draw, n_data, steps, batch_size, gen, steps_per_epoch, num_workers)
+        return functools.partial(_loader_batches, loader)
+    X_t, y_t = as_tensor(X), labels
+    if device.type == "cuda":
+        X_t, y_t = X_t.to(device), y_t.to(device)
+    return functools.partial(_memory_batches, X_t, y_t, draw, n_data, steps, batch_size, gen,
+                             bool(steps_per_epoch))
+
+
+@dataclass
+class _Trainer:
+    """What one training step of ``fit`` needs: the model, optimiser, loss and hooks."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    criterion: Callable
+    masks: dict
+    device: torch.device
+    gen: torch.Generator
+    augment: Callable | None
+    groups: torch.Tensor | None
+    extra_loss: Callable | None
+    on_logits: Callable | None
+    #: ``extra_loss.batch_forward`` if it has one: the batch's logits come from it instead of ``model(x)``
+    shared_forward: Callable | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        self.shared_forward = getattr(self.extra_loss, "batch_forward", None)
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, ids: torch.Tensor, epoch: int) -> tuple[torch.Tensor, int]:
+        """One optimiser step on a batch (augment, forward, loss, backward, grad masks); returns
+        the batch's loss and size."""
+        xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+        if self.augment is not None:
+            xb = self.augment(xb, self.gen)
+        extra_loss, shared_forward = self.extra_loss, self.shared_forward
+        cell = self.groups[ids] if extra_loss is not None and self.groups is not None else None
+        logits = self.model(xb) if shared_forward is None else shared_forward(self.model, xb, yb, cell)
+        batch_loss = self.criterion(logits, yb)
+        if extra_loss is not None:
+            batch_loss = batch_loss + extra_loss(self.model, {"x": xb, "y": yb, "ids": ids,
+                                                              "groups": cell, "logits": logits})
+        self.opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        for p, m in self.masks.items():
+            if p.grad is not None:
+                p.grad.mul_(m)
+        self.opt.step()
+        if self.on_logits is not None:
+            self.on_logits(logits.detach(), yb, ids, epoch)
+        return batch_loss, len(yb)
+
+    def epoch(self, batches: Iterator, epoch: int) -> dict:
+        """One training epoch over ``batches``; the history row ``epoch``, ``train_loss`` (the
+        sample-weighted mean batch loss) and ``lr`` (the learning rate it was trained with)."""
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        for xb, yb, ids in batches:
+            batch_loss, n = self.step(xb, yb, ids, epoch)
+            total += batch_loss.detach() * n
+            seen += n
+        return {"epoch": epoch, "train_loss": (total / max(seen, 1)).item(),
+                "lr": self.opt.param_groups[0]["lr"]}
+
+
+def _val_scores(model: nn.Module, val: tuple, val_metrics: Callable | None, val_context: dict | None,
+                device: torch.device) -> dict[str, float]:
+    """The epoch's :func:`evaluate` on ``val = (X_val, y_val)``, as ``val_``-prefixed history entries."""
+    res = evaluate(model, val[0], val[1], val_metrics, device=device, **(val_context or {}))
+    return {f"val_{k}": v for k, v in res.items()}
+
+
+def _improves(score, best, mode: str) -> bool:
+    """True when the validation ``score`` beats ``best`` (``None``: no score yet) in ``mode``
+    (``max`` / ``min``); a NaN score never does."""
+    better = best is None or (score > best if mode == "max" else score < best)
+    return better and not (isinstance(score, float) and math.isnan(score))
+
+
 def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Optim = Optim(),
         schedule: Schedule = Schedule(), loss: str = "ce", val: tuple | None = None,
         val_metrics: Callable | None = None, val_context: dict | None = None,
@@ -272,150 +479,40 @@ def fit(model: nn.Module, X, y, *, epochs: int, batch_size: int = 128, optim: Op
     by its class's weight, normalised per batch by the batch's total weight (torch's weighted
     ``CrossEntropyLoss``).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    if select is not None and val is None:
-        raise ValueError(f"select={select!r} needs a validation set (val=...); use select=None")
-    in_memory = not isinstance(X, torch.utils.data.Dataset)
-    labels = as_tensor(y).long() if in_memory else getattr(X, "y", getattr(X, "targets", None))
-    n_data = len(labels) if in_memory else len(X)
-    a_t = as_tensor(groups).long() if groups is not None else None
-    if a_t is not None and len(a_t) != n_data:
-        raise ValueError(f"groups has {len(a_t)} entries, the training data {n_data} samples")
-    if sampler != "shuffle":
-        if a_t is None:
-            raise ValueError(f"sampler={sampler!r} needs groups= (the sensitive attribute a of "
-                             f"every training sample)")
-        if labels is None:
-            raise ValueError(f"sampler={sampler!r} reads a Dataset's labels from its 'y' or "
-                             f"'targets' attribute; {type(X).__name__} has neither")
-        cells = _cells(as_tensor(labels).long(), a_t)
-        if sampler == "group_balanced":
-            if batch_size % len(cells):
-                raise ValueError(f"group-balanced batches take batch_size/{len(cells)} from each of "
-                                 f"the {len(cells)} (a, y) cells: batch_size must be a multiple of "
-                                 f"{len(cells)}, got {batch_size}")
-            counts = [batch_size // len(cells)] * len(cells)
-        else:
-            counts = independent_counts(labels, a_t, batch_size)
+    _check_fit(epochs, batch_size, sampler, mode, select, val)
+    labels, n_data, a_t = _training_labels(X, y, groups)
+    cells, counts = _sampler_cells(sampler, labels, a_t, batch_size, X)
     device = resolve_device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
 
-    names = dict(model.named_parameters())
-    flags_before = {n: p.requires_grad for n, p in names.items()}
-    for n, m in (grad_masks or {}).items():
-        if n not in names:
-            raise ValueError(f"grad_masks names an unknown parameter {n!r}")
-        if tuple(m.shape) != tuple(names[n].shape):
-            raise ValueError(f"grad mask of {n!r} has shape {tuple(m.shape)}, the parameter "
-                             f"{tuple(names[n].shape)}")
-    if trainable is not None:
-        unknown = set(trainable) - set(names)
-        if unknown:
-            raise ValueError(f"trainable names unknown parameters: {sorted(unknown)[:5]}")
-        for n, p in names.items():
-            p.requires_grad_(n in trainable)
+    names, flags_before = _set_trainable(model, trainable, grad_masks)
     masks = {names[n]: m.to(device) for n, m in (grad_masks or {}).items()}
     opt = optim.build([p for p in model.parameters() if p.requires_grad])
     sched = schedule.build(opt, epochs)
-    class_weight = _class_weight(class_weight, loss, device)
-    criterion = loss_fn(loss, class_weight)
-
+    criterion = loss_fn(loss, _class_weight(class_weight, loss, device))
     steps = steps_per_epoch or math.ceil(n_data / batch_size)
+    batches = _batch_source(X, labels, cells, counts, n_data, steps, batch_size, gen, steps_per_epoch,
+                            device, num_workers)
+    trainer = _Trainer(model, opt, criterion, masks, device, gen, augment, a_t, extra_loss, on_logits)
 
-    def draw() -> torch.Tensor:  # one group-sampled batch of indices, cell by cell
-        return torch.cat([c[torch.randint(len(c), (k,), generator=gen)]
-                          for c, k in zip(cells, counts) if k])
-
-    if in_memory:
-        X_t, y_t = as_tensor(X), labels
-        if device.type == "cuda":
-            X_t, y_t = X_t.to(device), y_t.to(device)
-    elif sampler == "shuffle" and not steps_per_epoch:
-        # one pass per epoch: the shuffling DataLoader itself (its batch order is kept as it was)
-        loader = torch.utils.data.DataLoader(X, batch_size=batch_size, shuffle=True, generator=gen,
-                                             num_workers=num_workers, drop_last=False)
-    elif sampler == "shuffle":
-        # exactly steps_per_epoch batches, the same as the in-memory path draws for this seed
-        def order() -> torch.Tensor:
-            return _shuffle_order(n_data, steps, batch_size, gen, fill=True)
-
-        loader = torch.utils.data.DataLoader(
-            X, batch_sampler=_BatchSampler(steps, order=order, batch_size=batch_size),
-            num_workers=num_workers)
-    else:
-        loader = torch.utils.data.DataLoader(X, batch_sampler=_BatchSampler(steps, draw=draw),
-                                             num_workers=num_workers)
-
-    def batches():
-        if not in_memory:
-            yield from loader
-            return
-        if sampler == "shuffle":
-            # a fresh permutation per pass over the data; one gather per epoch, and the batches are
-            # views of it (much cheaper than a gather per step)
-            perm = _shuffle_order(n_data, steps, batch_size, gen, fill=bool(steps_per_epoch))
-            Xp, yp = X_t[perm], y_t[perm]
-            for s in range(steps):
-                lo = s * batch_size
-                yield Xp[lo:lo + batch_size], yp[lo:lo + batch_size], perm[lo:lo + batch_size]
-        else:
-            for _ in range(steps):
-                idx = draw()
-                yield X_t[idx], y_t[idx], idx
-
-    shared_forward = getattr(extra_loss, "batch_forward", None)
     rows, best, best_state, best_epoch = [], None, None, epochs
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress_enabled(), leave=False)
     for epoch in bar:
-        model.train()
-        total = torch.zeros((), device=device)
-        seen = 0
-        for xb, yb, ids in batches():
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if augment is not None:
-                xb = augment(xb, gen)
-            cell = a_t[ids] if extra_loss is not None and a_t is not None else None
-            logits = model(xb) if shared_forward is None else shared_forward(model, xb, yb, cell)
-            batch_loss = criterion(logits, yb)
-            if extra_loss is not None:
-                batch_loss = batch_loss + extra_loss(model, {"x": xb, "y": yb, "ids": ids,
-                                                             "groups": cell, "logits": logits})
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            for p, m in masks.items():
-                if p.grad is not None:
-                    p.grad.mul_(m)
-            opt.step()
-            if on_logits is not None:
-                on_logits(logits.detach(), yb, ids, epoch)
-            total += batch_loss.detach() * len(yb)
-            seen += len(yb)
-        row = {"epoch": epoch, "train_loss": (total / max(seen, 1)).item(),
-               "lr": opt.param_groups[0]["lr"]}  # the lr this epoch was trained with
+        row = trainer.epoch(batches(), epoch)
         if sched is not None:
             sched.step()
         if val is not None:
-            res = evaluate(model, val[0], val[1], val_metrics, device=device, **(val_context or {}))
-            row.update({f"val_{k}": v for k, v in res.items()})
-            if select is not None:
-                score = row[f"val_{select}"]
-                better = best is None or (score > best if mode == "max" else score < best)
-                if better and not (isinstance(score, float) and math.isnan(score)):
-                    best, best_epoch = score, epoch
-                    best_state = copy.deepcopy(model.state_dict())
+            row.update(_val_scores(model, val, val_metrics, val_context, device))
+            if select is not None and _improves(row[f"val_{select}"], best, mode):
+                best, best_epoch = row[f"val_{select}"], epoch
+                best_state = copy.deepcopy(model.state_dict())
         rows.append(row)
         if on_epoch_end is not None:
             on_epoch_end(epoch, model, row)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}")
-    for n, p in names.items():  # a later fit starts from the caller's own trainable flags
-        p.requires_grad_(flags_before[n])
+    _restore_trainable(names, flags_before)
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
