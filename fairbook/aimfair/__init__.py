@@ -2,7 +2,7 @@
 Biased Models with Contextual Synthetic Data", CVPR 2025): selective mask generation and selective
 fine-tuning (§3.2-3.3, eqs. 1-8), the baselines of Tables 1, 3 and 4 and the evaluation of its tables.
 
-The method, importable from here (``from fairbook.aimfair import selective_mask, selective_finetune``):
+The method, reached from here (``fairbook.aimfair.selective_mask``, ``fairbook.aimfair.selective_finetune``):
 
 * :mod:`~fairbook.aimfair.mask` -- selective mask generation (SMG, §3.2): :func:`dataset_gradients`
   (eqs. 1-3), :func:`selective_mask` -> :class:`SelectiveMask` (eqs. 4-7), :func:`k_for_fraction`;

@@ -1,6 +1,6 @@
 """MIME (Chari et al., ECCV 2022): minority inclusion for majority group enhancement.
 
-The method's public API, importable as ``from fairbook.mime import Group, theorem1, mime_curve, ...``:
+The method's public API, reached as ``fairbook.mime.Group``, ``fairbook.mime.theorem1``, ``fairbook.mime.mime_curve``, ...:
 
 * :mod:`~fairbook.mime.theory` -- Section 3: groups (eq. 2, 7), the ideal threshold (eq. 4), overlap
   (eq. 8), domain gap (Definition 5), one push (eq. 10-11), Theorems 1-3 (eq. 11-15), and the same
