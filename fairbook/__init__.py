@@ -4,7 +4,7 @@ Import is light: submodules load on first use (``fairbook.mime``, ``fairbook.boo
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import submodules
 import os
 
 __version__ = "0.1.0"
@@ -25,7 +25,4 @@ _SUBMODULES = {"claims", "data", "errors", "generative", "grid", "io", "metrics"
                "book"}  # the harness: parameters, runner, site, command line
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'fairbook' has no attribute {name!r}")
+__getattr__ = submodules(__name__, _SUBMODULES)

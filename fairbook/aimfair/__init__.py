@@ -25,7 +25,7 @@ Cells are ordered (y, s) = (0, 0), (0, 1), (1, 0), (1, 1) everywhere (:data:`CEL
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import submodules
 
 from .data import CELLS, balanced_ratios, bias_ratios, repair, supplement
 from .evaluation import METRICS, aggregate, table_metrics
@@ -52,7 +52,4 @@ __all__ = [
 _SUBMODULES = {"chapter", "claims", "data", "evaluation", "experiment", "finetuning", "mask", "robust", "selection"}
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodules(__name__, _SUBMODULES)

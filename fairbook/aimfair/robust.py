@@ -17,20 +17,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import train
+from ._util import fail as _fail
 
 __all__ = ["per_sample_loss", "cvar_dro", "GroupDRO", "error_set", "upweight", "error_set_minority_share"]
 LOSSES = ("bce", "ce")
-
-
-def _fail(where: str, name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"{where}: {name} got {value!r}; allowed: {allowed}")
 
 
 def _is_real(v) -> bool:

@@ -27,7 +27,7 @@ the runner's hooks (:mod:`~fairbook.gcm.chapter`) are submodules, loaded on firs
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import submodules
 
 from .disparity import (Disparity, DisparityTracker, code_disparity, combine, contribution_disparity,
                         final_disparity, permute_within)
@@ -47,7 +47,4 @@ __all__ = ["CELLS", "METHODS", "Disparity", "DisparityTracker", "GCMLoss", "Grou
 _SUBMODULES = {"baselines", "chapter", "claims", "disparity", "experiment", "gradients", "methods", "regularizer"}
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodules(__name__, _SUBMODULES)

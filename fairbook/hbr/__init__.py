@@ -15,7 +15,7 @@ runner's hooks). The class-bias metrics (eqs. 7-11) live in :mod:`fairbook.metri
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import submodules
 
 from .hardness import AUMTracker, class_hardness, ensemble_confidence, ensemble_predict, margins
 from .resampling import (CONTROLS, POOL_STRATEGIES, ROUNDINGS, STRATEGIES, Pool, class_weights, easiest_kept,
@@ -30,7 +30,4 @@ __all__ = ["margins", "AUMTracker", "ensemble_confidence", "ensemble_predict", "
 _SUBMODULES = {"design", "experiment", "analysis", "claims", "chapter"}
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodules(__name__, _SUBMODULES)

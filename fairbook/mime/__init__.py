@@ -15,7 +15,7 @@ probes; torch), :mod:`~fairbook.mime.claims` (the paper's claims judged on a run
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import submodules
 
 from . import curve, theory
 from .curve import *  # noqa: F403 - the public API is the union of the two modules' __all__
@@ -27,7 +27,4 @@ __all__ = [*theory.__all__, *curve.__all__]
 _LAZY = ("experiment", "claims", "chapter")
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodules(__name__, _LAZY)
